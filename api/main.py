@@ -1,0 +1,89 @@
+"""The FastAPI application: `create_app(settings)` builds one; `app` is the default instance."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.middleware import RequestMetricsMiddleware, RequestObserver
+from api.routes import events, health, keys, me, secrets
+from deeployd import temporal
+from deeployd.logging import configure_logging
+from deeployd.orgs import KeyAuthenticator
+from deeployd.services import Services
+from deeployd.settings import Settings, get_settings
+from deeployd.sse import EventStreamer
+
+log = logging.getLogger(__name__)
+
+
+async def _connect_temporal_until_up(services: Services) -> None:
+    """Keep trying in the background so the API serves (and reports health) while Temporal is down."""
+    delay = 0.5
+    while services.temporal is None:
+        try:
+            services.temporal = await temporal.connect(services.settings)
+            log.info("connected to Temporal at %s", services.settings.temporal_address)
+        except Exception as exc:
+            log.warning("Temporal not reachable yet (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    observers: list[RequestObserver] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.open(settings, with_temporal=False, with_bus=True)
+        connector = asyncio.create_task(_connect_temporal_until_up(services))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(connector), timeout=5)
+        app.state.services = services
+        app.state.authenticator = KeyAuthenticator(settings.auth_cache_seconds)
+        app.state.streamer = EventStreamer(
+            services.require_bus(),
+            services.db.pool,
+            ping_seconds=settings.sse_ping_seconds,
+            retry_ms=settings.sse_retry_ms,
+        )
+        try:
+            yield
+        finally:
+            connector.cancel()
+            await services.close()
+
+    app = FastAPI(
+        title="Deeployd Streaming",
+        version="0.1.0",
+        description="Durable agent runs and data pipelines, streamed live over Server-Sent Events.",
+        lifespan=lifespan,
+    )
+    app.state.request_observers = observers
+    app.add_middleware(RequestMetricsMiddleware, observers=observers)
+    errors.install(app)
+    for module in (health, me, keys, secrets, events):
+        app.include_router(module.router)
+    return app
+
+
+def _default_app() -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    return create_app(settings)
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn api.main:app` builds the app on first access, not at import time.
+    if name == "app":
+        application = _default_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

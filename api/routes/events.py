@@ -1,0 +1,48 @@
+"""The raw event log of an organisation: listing, and a filtered, resumable live stream."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sse_starlette import EventSourceResponse
+
+from api.deps import CurrentPrincipal, LastEventIdDep, StreamerDep, StreamPrincipal
+from deeployd.eventlog import EventFilter, read_events
+
+router = APIRouter(prefix="/api/events", tags=["events"])
+
+
+def _csv(value: str | None) -> frozenset[str] | None:
+    items = frozenset(part.strip() for part in (value or "").split(",") if part.strip())
+    return items or None
+
+
+@router.get("", summary="Stored events, oldest first, after an id")
+async def list_events(
+    principal: CurrentPrincipal,
+    streamer: StreamerDep,
+    streams: Annotated[str | None, Query(description="comma-separated stream keys")] = None,
+    types: Annotated[str | None, Query(description="comma-separated event types")] = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    flt = EventFilter(principal.org_id, _csv(streams), _csv(types))
+    events = await read_events(streamer.pool, flt, after=after, limit=limit)
+    return {
+        "items": [
+            {"id": e.id, "stream": e.stream, "type": e.type, "data": e.data(), "createdAt": e.created_at}
+            for e in events
+        ],
+        "nextAfter": events[-1].id if events else after,
+    }
+
+
+@router.get("/stream", summary="SSE of the organisation's events (resumable by Last-Event-ID)")
+async def stream_events(
+    principal: StreamPrincipal,
+    streamer: StreamerDep,
+    resume: LastEventIdDep,
+    streams: Annotated[str | None, Query(description="comma-separated stream keys")] = None,
+    types: Annotated[str | None, Query(description="comma-separated event types")] = None,
+) -> EventSourceResponse:
+    flt = EventFilter(principal.org_id, _csv(streams), _csv(types))
+    return streamer.response(flt, resume_after=resume)

@@ -1,0 +1,47 @@
+"""Database access: one async SQLAlchemy engine for the ORM, one psycopg pool for hot paths."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Point any postgres URL at the psycopg 3 driver."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError(f"not a PostgreSQL URL: {url!r}")
+
+
+def libpq_url(url: str) -> str:
+    """The plain libpq form of a URL, as psycopg.connect wants it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+class Database:
+    """Owns the process's connection pools; built once per process."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = libpq_url(url)
+        self.engine: AsyncEngine = create_async_engine(
+            sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+        self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        self.pool = AsyncConnectionPool(self.url, min_size=1, max_size=pool_size, open=False)
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session:
+            yield session

@@ -1,0 +1,406 @@
+"""The durable event log and its live bus.
+
+Every streamed event is a row in `events`. Writers go through `EventPublisher`, which coalesces
+events published within a few milliseconds into one transaction: one advisory lock, one INSERT,
+one `NOTIFY`. Taking the lock before ids are drawn makes id order equal commit order, so a reader
+that has seen id N has seen every committed id below N — which is what lets SSE clients resume
+by `Last-Event-ID` with no gap and no duplicate.
+
+Each API process runs one `EventBus`: a single `LISTEN` connection that, when woken, reads every
+new row once and fans it out to in-process subscribers through bounded queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "deeployd_events"
+_COMMIT_ORDER_LOCK = 7265002
+_FETCH_PAGE = 2000
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", by_alias=True)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def encode_payload(event_type: str, data: dict[str, Any]) -> str:
+    """The JSON object clients receive: the event's fields plus its `type`."""
+    return json.dumps({**data, "type": event_type}, default=_json_default, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int
+    org_id: str
+    stream: str
+    type: str
+    payload: str  # JSON text including "type"; serialised once, sent to every subscriber as is
+    created_at: datetime
+
+    def data(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.payload)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a reader wants: always one organisation, optionally some streams and types."""
+
+    org_id: str
+    streams: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+    predicate: Callable[[StoredEvent], bool] | None = None
+
+    def matches(self, event: StoredEvent) -> bool:
+        if event.org_id != self.org_id:
+            return False
+        if self.streams is not None and event.stream not in self.streams:
+            return False
+        if self.types is not None and event.type not in self.types:
+            return False
+        return self.predicate is None or self.predicate(event)
+
+
+_SELECT = "SELECT id, org_id, stream, type, data::text, created_at FROM events"
+
+
+def _row(row: tuple[Any, ...]) -> StoredEvent:
+    return StoredEvent(*row)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Pending:
+    org_id: str
+    stream: str
+    type: str
+    payload: str
+    future: asyncio.Future[int]
+
+
+class EventPublisher:
+    """Coalescing writer: events published within `coalesce_ms` share one insert and one NOTIFY."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool, *, coalesce_ms: float = 2.0, max_batch: int = 500
+    ) -> None:
+        self._pool = pool
+        self._coalesce = coalesce_ms / 1000
+        self._max_batch = max_batch
+        self._pending: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def publish_nowait(
+        self, org_id: str, stream: str, event_type: str, data: dict[str, Any] | None = None
+    ) -> asyncio.Future[int]:
+        """Queue an event; the future resolves to its id once it is committed."""
+        if self._closed:
+            raise RuntimeError("publisher is closed")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        payload = encode_payload(event_type, data or {})
+        self._pending.append(_Pending(org_id, stream, event_type, payload, future))
+        self._wakeup.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="event-publisher")
+        return future
+
+    async def publish(
+        self, org_id: str, stream: str, event_type: str, data: dict[str, Any] | None = None
+    ) -> int:
+        """Publish one event and wait until it is durable; returns its id."""
+        return await self.publish_nowait(org_id, stream, event_type, data)
+
+    async def publish_many(
+        self, events: Iterable[tuple[str, str, str, dict[str, Any]]]
+    ) -> list[int]:
+        futures = [self.publish_nowait(*event) for event in events]
+        return list(await asyncio.gather(*futures))
+
+    async def flush(self) -> None:
+        """Wait until everything published so far is committed."""
+        futures = [p.future for p in self._pending]
+        if futures:
+            await asyncio.gather(*futures, return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.flush()
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            # Give concurrent producers a moment to join this transaction.
+            if len(self._pending) < self._max_batch:
+                await asyncio.sleep(self._coalesce)
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            if not self._pending:
+                self._wakeup.clear()
+            if batch:
+                await self._write(batch)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        try:
+            ids = await self._insert(batch)
+        except Exception as exc:  # every waiter learns its event was not stored
+            log.exception("event log write failed for %d events", len(batch))
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        for item, event_id in zip(batch, ids, strict=True):
+            if not item.future.done():
+                item.future.set_result(event_id)
+
+    async def _insert(self, batch: list[_Pending]) -> list[int]:
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_COMMIT_ORDER_LOCK,))
+            cursor = await conn.execute(
+                "SELECT nextval(pg_get_serial_sequence('events', 'id')) "
+                "FROM generate_series(1, %s)",
+                (len(batch),),
+            )
+            ids = sorted(row[0] for row in await cursor.fetchall())
+            await conn.execute(
+                "INSERT INTO events (id, org_id, stream, type, data) "
+                "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
+                "%s::jsonb[])",
+                (
+                    ids,
+                    [p.org_id for p in batch],
+                    [p.stream for p in batch],
+                    [p.type for p in batch],
+                    [p.payload for p in batch],
+                ),
+            )
+            await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(ids[-1])))
+        return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
+async def read_events(
+    pool: AsyncConnectionPool, flt: EventFilter, *, after: int, limit: int = _FETCH_PAGE
+) -> list[StoredEvent]:
+    """Events after id `after` that match the filter's columns, oldest first."""
+    clauses = ["org_id = %s", "id > %s"]
+    params: list[Any] = [flt.org_id, after]
+    if flt.streams is not None:
+        clauses.append("stream = ANY(%s)")
+        params.append(list(flt.streams))
+    if flt.types is not None:
+        clauses.append("type = ANY(%s)")
+        params.append(list(flt.types))
+    params.append(limit)
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            f"{_SELECT} WHERE {' AND '.join(clauses)} ORDER BY id LIMIT %s", params
+        )
+        return [_row(row) for row in await cursor.fetchall()]
+
+
+async def replay(
+    pool: AsyncConnectionPool, flt: EventFilter, *, after: int, until: int | None = None
+) -> AsyncIterator[StoredEvent]:
+    """Every stored event after `after` (and up to `until`) matching the filter, page by page."""
+    cursor = after
+    while True:
+        page = await read_events(pool, flt, after=cursor)
+        for event in page:
+            if until is not None and event.id > until:
+                return
+            if flt.predicate is None or flt.predicate(event):
+                yield event
+        if len(page) < _FETCH_PAGE:
+            return
+        cursor = page[-1].id
+
+
+@dataclass(eq=False)
+class Subscription:
+    """A live reader's bounded mailbox. When it overflows it stops receiving and is marked."""
+
+    filter: EventFilter
+    queue: asyncio.Queue[StoredEvent]
+    overflowed: bool = False
+    closed: bool = False
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def offer(self, event: StoredEvent) -> None:
+        if self.overflowed or self.closed:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+        self._wake.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+
+    async def wait(self) -> None:
+        """Wait until there is something to read, an overflow, or a close."""
+        while self.queue.empty() and not self.overflowed and not self.closed:
+            self._wake.clear()
+            await self._wake.wait()
+
+    def drain(self, limit: int) -> list[StoredEvent]:
+        items: list[StoredEvent] = []
+        while len(items) < limit and not self.queue.empty():
+            items.append(self.queue.get_nowait())
+        return items
+
+
+class EventBus:
+    """One LISTEN connection per process, fanned out in-process to subscribers."""
+
+    def __init__(self, url: str, pool: AsyncConnectionPool, *, queue_size: int = 2000) -> None:
+        self._url = url
+        self._pool = pool
+        self._queue_size = queue_size
+        self._by_stream: dict[str, set[Subscription]] = {}
+        self._by_org: dict[str, set[Subscription]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready = asyncio.Event()
+        self.cursor = 0
+        self.delivered = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._by_stream.values()) + sum(
+            len(s) for s in self._by_org.values()
+        )
+
+    async def start(self) -> None:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute("SELECT coalesce(max(id), 0) FROM events")
+            row = await cursor.fetchone()
+            self.cursor = int(row[0]) if row else 0
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="event-bus-listen"),
+            asyncio.create_task(self._dispatch_loop(), name="event-bus-dispatch"),
+        ]
+        await asyncio.wait_for(self._ready.wait(), timeout=30)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for subs in (*self._by_stream.values(), *self._by_org.values()):
+            for sub in subs:
+                sub.close()
+        self._by_stream.clear()
+        self._by_org.clear()
+
+    def subscribe(self, flt: EventFilter, *, queue_size: int | None = None) -> Subscription:
+        sub = Subscription(flt, asyncio.Queue(maxsize=queue_size or self._queue_size))
+        if flt.streams is not None:
+            for stream in flt.streams:
+                self._by_stream.setdefault(stream, set()).add(sub)
+        else:
+            self._by_org.setdefault(flt.org_id, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.close()
+        index = self._by_stream if sub.filter.streams is not None else self._by_org
+        for key in sub.filter.streams or (sub.filter.org_id,):
+            subs = index.get(key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del index[key]
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    backoff = 0.1
+                    self._ready.set()
+                    self._wake.set()  # catch up on anything committed while we were away
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("event bus LISTEN connection lost; reconnecting", exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._dispatch_new()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("event bus fetch failed; retrying", exc_info=True)
+                await asyncio.sleep(0.2)
+                self._wake.set()
+
+    async def _dispatch_new(self) -> None:
+        while True:
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(
+                    f"{_SELECT} WHERE id > %s ORDER BY id LIMIT %s", (self.cursor, _FETCH_PAGE)
+                )
+                rows = await cursor.fetchall()
+            for row in rows:
+                self._fan_out(_row(row))
+            if rows:
+                self.cursor = rows[-1][0]
+            if len(rows) < _FETCH_PAGE:
+                return
+
+    def _fan_out(self, event: StoredEvent) -> None:
+        targets = self._by_stream.get(event.stream)
+        if targets:
+            for sub in targets:
+                if sub.filter.matches(event):
+                    sub.offer(event)
+                    self.delivered += 1
+        org_wide = self._by_org.get(event.org_id)
+        if org_wide:
+            for sub in org_wide:
+                if sub.filter.matches(event):
+                    sub.offer(event)
+                    self.delivered += 1

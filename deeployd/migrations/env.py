@@ -1,0 +1,21 @@
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+import deeployd.models  # noqa: F401  (registers the tables)
+from sqlmodel import SQLModel
+
+config = context.config
+
+
+def run_migrations() -> None:
+    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=SQLModel.metadata)
+        with context.begin_transaction():
+            # One migrator at a time, even when several processes start together.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7265001)")
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations()

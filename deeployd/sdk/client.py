@@ -1,0 +1,102 @@
+"""`deeployd.Client`: the Python SDK over the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from deeployd.sdk.sse import EventStream, StreamEvent
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+class Client:
+    """Async client. Use as `async with deeployd.Client(base_url, api_key) as client:`."""
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout,
+        )
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body: Any = response.json()
+            except ValueError:
+                body = response.text
+            raise ApiError(response.status_code, body)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def stream(
+        self,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        last_event_id: int | None = None,
+        stop_types: frozenset[str] = frozenset(),
+        max_attempts: int | None = None,
+    ) -> EventStream:
+        """A reconnecting, resumable SSE reader over any stream endpoint."""
+        return EventStream(
+            self.http,
+            path,
+            params=params,
+            last_event_id=last_event_id,
+            stop_types=stop_types,
+            max_attempts=max_attempts,
+        )
+
+    # --- the foundation's resources -------------------------------------------------------
+
+    async def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/api/me")
+        return result
+
+    async def create_api_key(self, name: str, scopes: list[str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name}
+        if scopes is not None:
+            body["scopes"] = scopes
+        result: dict[str, Any] = await self.request("POST", "/api/keys", json=body)
+        return result
+
+    async def put_secret(self, name: str, value: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/api/secrets", json={"name": name, "value": value})
+        return result
+
+    def events(
+        self,
+        *,
+        streams: list[str] | None = None,
+        types: list[str] | None = None,
+        last_event_id: int | None = None,
+    ) -> EventStream:
+        params = {}
+        if streams:
+            params["streams"] = ",".join(streams)
+        if types:
+            params["types"] = ",".join(types)
+        return self.stream("/api/events/stream", params=params, last_event_id=last_event_id)
+
+
+__all__ = ["ApiError", "Client", "StreamEvent"]

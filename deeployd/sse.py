@@ -1,0 +1,164 @@
+"""The one SSE helper every stream endpoint uses.
+
+Wire format: `id:` is the event-log id, no `event:` name (so a browser's `onmessage` sees
+everything), `data:` is a JSON object with a `type`. A reader resumes with the `Last-Event-ID`
+header (or `?lastEventId=`): stored events are replayed from the log, then the stream switches
+to live delivery with no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+from fastapi import Header, Query
+from fastapi.exceptions import RequestValidationError
+from psycopg_pool import AsyncConnectionPool
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from deeployd import metrics
+from deeployd.eventlog import EventBus, EventFilter, StoredEvent, Subscription, replay
+
+_FRAMES_PER_SEND = 256
+
+
+def encode_frame(event: StoredEvent) -> str:
+    return f"id: {event.id}\ndata: {event.payload}\n\n"
+
+
+def encode_control(payload: dict[str, Any]) -> str:
+    """A frame without an id (errors, notices): it does not move the client's resume point."""
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+def _parse_event_id(value: str, where: tuple[str, str]) -> int:
+    try:
+        parsed = int(value)
+    except ValueError:
+        parsed = -1
+    if parsed < 0:
+        raise RequestValidationError(
+            [{"loc": where, "msg": "must be a non-negative event id", "type": "value_error"}]
+        )
+    return parsed
+
+
+def last_event_id(
+    header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    query: Annotated[str | None, Query(alias="lastEventId")] = None,
+) -> int | None:
+    """The resume point a reader sent, from the header (browsers) or the query (scripts)."""
+    if header:
+        return _parse_event_id(header, ("header", "Last-Event-ID"))
+    if query:
+        return _parse_event_id(query, ("query", "lastEventId"))
+    return None
+
+
+
+class EventStreamer:
+    """Builds resumable SSE responses over the process's event bus."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        pool: AsyncConnectionPool,
+        *,
+        ping_seconds: float = 15.0,
+        retry_ms: int = 3000,
+    ) -> None:
+        self.bus = bus
+        self.pool = pool
+        self.ping_seconds = ping_seconds
+        self.retry_ms = retry_ms
+
+    def response(
+        self,
+        flt: EventFilter,
+        *,
+        resume_after: int | None,
+        stop_when: Callable[[StoredEvent], bool] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> EventSourceResponse:
+        """`resume_after=None` streams live events only; an id replays everything after it."""
+        return EventSourceResponse(
+            self.frames(flt, resume_after=resume_after, stop_when=stop_when),
+            ping=self.ping_seconds,
+            headers=headers,
+        )
+
+    async def frames(
+        self,
+        flt: EventFilter,
+        *,
+        resume_after: int | None,
+        stop_when: Callable[[StoredEvent], bool] | None = None,
+    ) -> AsyncIterator[str | ServerSentEvent]:
+        # Subscribe before replaying so nothing committed in between is missed.
+        sub = self.bus.subscribe(flt)
+        metrics.SSE_SUBSCRIBERS.inc()
+        try:
+            yield ServerSentEvent(comment="connected", retry=self.retry_ms)
+            last = 0
+            if resume_after is not None:
+                last = resume_after
+                while True:
+                    chunk: list[str] = []
+                    async for event in replay(self.pool, flt, after=last):
+                        chunk.append(encode_frame(event))
+                        last = event.id
+                        if stop_when is not None and stop_when(event):
+                            yield "".join(chunk)
+                            return
+                        if len(chunk) >= _FRAMES_PER_SEND:
+                            yield "".join(chunk)
+                            chunk = []
+                    if chunk:
+                        yield "".join(chunk)
+                    if not sub.overflowed:
+                        break
+                    # The live mailbox filled while we replayed: start it afresh and replay on.
+                    sub = self._resubscribe(sub, flt)
+            async for chunk_text, done in self._live(sub, last, stop_when):
+                yield chunk_text
+                if done:
+                    return
+        finally:
+            self.bus.unsubscribe(sub)
+            metrics.SSE_SUBSCRIBERS.dec()
+
+    def _resubscribe(self, sub: Subscription, flt: EventFilter) -> Subscription:
+        self.bus.unsubscribe(sub)
+        return self.bus.subscribe(flt)
+
+    async def _live(
+        self, sub: Subscription, last: int, stop_when: Callable[[StoredEvent], bool] | None
+    ) -> AsyncIterator[tuple[str, bool]]:
+        while True:
+            await sub.wait()
+            frames: list[str] = []
+            for event in sub.drain(_FRAMES_PER_SEND):
+                if event.id <= last:
+                    continue  # already sent during replay
+                frames.append(encode_frame(event))
+                last = event.id
+                if stop_when is not None and stop_when(event):
+                    yield "".join(frames), True
+                    return
+            if frames:
+                yield "".join(frames), False
+            if sub.queue.empty():
+                if sub.overflowed:
+                    metrics.SSE_SLOW_CONSUMERS.inc()
+                    yield encode_control(
+                        {
+                            "type": "error",
+                            "code": "slow_consumer",
+                            "message": "reader fell too far behind; reconnect with "
+                            f"Last-Event-ID: {last} to resume",
+                        }
+                    ), True
+                    return
+                if sub.closed:
+                    return

@@ -1,0 +1,5 @@
+"""Temporal workflows. `WORKFLOWS` is what the worker registers."""
+
+from workflows.retention import EventRetentionWorkflow
+
+WORKFLOWS: list[type] = [EventRetentionWorkflow]
