@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from collections.abc import AsyncIterator
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -22,11 +22,13 @@ from workflows import WORKFLOWS
 log = logging.getLogger("deeployd.worker")
 
 
-def build_worker(client: Client, services: Services, task_queue: str) -> Worker:
+def build_worker(
+    client: Client, services: Services, task_queue: str, *, extra_workflows: Sequence[type] = ()
+) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=WORKFLOWS,
+        workflows=[*WORKFLOWS, *extra_workflows],
         activities=build_activities(services),
         max_concurrent_activities=200,
     )

@@ -75,7 +75,9 @@ class RequestMetricsMiddleware:
             key_prefix=getattr(principal, "key_prefix", None),
             ts=time.time(),
         )
-        log.info("%s %s %s", method, scope["path"], status_code, extra={"latency_ms": record.latency_ms})
+        log.info(
+            "%s %s %s", method, scope["path"], status_code, extra={"latency_ms": record.latency_ms}
+        )
         for observer in self.observers:
             try:
                 observer(record)

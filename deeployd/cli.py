@@ -115,7 +115,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         if os.environ.get("TEMPORAL_ADDRESS"):
             env["TEMPORAL_ADDRESS"] = os.environ["TEMPORAL_ADDRESS"]
         else:
-            print(f"starting Temporal dev server (history in {data_dir / 'temporal.db'}) …", flush=True)
+            print(
+                f"starting Temporal dev server (history in {data_dir / 'temporal.db'}) …",
+                flush=True,
+            )
             process = start_temporal_dev_server(
                 port=args.temporal_port,
                 ui_port=args.ui_port,
@@ -133,7 +136,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
         supervisor.spawn("worker", [sys.executable, "-m", "worker"], env)
         api = supervisor.spawn(
             "api",
-            [sys.executable, "-m", "deeployd.cli", "api", "--host", args.host, "--port", str(args.api_port)],
+            [
+                sys.executable,
+                "-m",
+                "deeployd.cli",
+                "api",
+                "--host",
+                args.host,
+                "--port",
+                str(args.api_port),
+            ],
             env,
         )
         wait_for_port(args.host, args.api_port, timeout=60, process=api)
@@ -151,7 +163,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
         while not stopping:
             exited = supervisor.first_exited()
             if exited is not None:
-                print(f"{exited[0]} exited with code {exited[1]}; stopping the stack", file=sys.stderr)
+                print(
+                    f"{exited[0]} exited with code {exited[1]}; stopping the stack", file=sys.stderr
+                )
                 return 1
             time.sleep(0.3)
         return 0
@@ -187,9 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1", help="address the API listens on")
     dev.set_defaults(func=cmd_dev)
 
-    sub.add_parser("migrate", help="apply database migrations and register search attributes").set_defaults(
-        func=cmd_migrate
-    )
+    sub.add_parser(
+        "migrate", help="apply database migrations and register search attributes"
+    ).set_defaults(func=cmd_migrate)
 
     api = sub.add_parser("api", help="serve the HTTP API (uvicorn)")
     api.add_argument("--host", default=None)

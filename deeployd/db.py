@@ -31,7 +31,9 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(
             sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
         )
-        self._sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        self._sessions = async_sessionmaker(
+            self.engine, class_=AsyncSession, expire_on_commit=False
+        )
         self.pool = AsyncConnectionPool(self.url, min_size=1, max_size=pool_size, open=False)
 
     async def open(self) -> None:

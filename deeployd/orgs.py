@@ -102,7 +102,9 @@ class KeyAuthenticator:
         return principal
 
 
-async def bootstrap(session: AsyncSession, *, bootstrap_key: str | None) -> tuple[Organization, str | None]:
+async def bootstrap(
+    session: AsyncSession, *, bootstrap_key: str | None
+) -> tuple[Organization, str | None]:
     """Ensure the default organisation exists and, when asked, that `bootstrap_key` is its admin key.
 
     Returns the organisation and the plain admin key when one was created here.
@@ -116,6 +118,8 @@ async def bootstrap(session: AsyncSession, *, bootstrap_key: str | None) -> tupl
             await create_api_key(session, org.id, "bootstrap", [Scope.admin], key=bootstrap_key)
             return org, bootstrap_key
         if existing.org_id != org.id or existing.revoked_at is not None:
-            raise RuntimeError("DEEPLOYD_BOOTSTRAP_API_KEY belongs to another organisation or is revoked")
+            raise RuntimeError(
+                "DEEPLOYD_BOOTSTRAP_API_KEY belongs to another organisation or is revoked"
+            )
         return org, None
     return org, None

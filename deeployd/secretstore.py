@@ -49,7 +49,9 @@ class SecretStore:
     async def put(self, org_id: str, name: str, value: str) -> Secret:
         async with self._db.session() as session:
             row = (
-                await session.exec(select(Secret).where(Secret.org_id == org_id, Secret.name == name))
+                await session.exec(
+                    select(Secret).where(Secret.org_id == org_id, Secret.name == name)
+                )
             ).first()
             if row is None:
                 row = Secret(id=new_id("sec"), org_id=org_id, name=name, ciphertext=b"")
@@ -70,7 +72,9 @@ class SecretStore:
     async def delete(self, org_id: str, name: str) -> bool:
         async with self._db.session() as session:
             row = (
-                await session.exec(select(Secret).where(Secret.org_id == org_id, Secret.name == name))
+                await session.exec(
+                    select(Secret).where(Secret.org_id == org_id, Secret.name == name)
+                )
             ).first()
             if row is None:
                 return False

@@ -41,4 +41,6 @@ class SecretBox:
         try:
             return self._fernet.decrypt(ciphertext).decode()
         except InvalidToken as exc:
-            raise ValueError("secret cannot be decrypted with the configured DEEPLOYD_SECRET_KEY") from exc
+            raise ValueError(
+                "secret cannot be decrypted with the configured DEEPLOYD_SECRET_KEY"
+            ) from exc

@@ -57,7 +57,9 @@ class Settings(BaseSettings):
 
     def require_temporal_address(self) -> str:
         if not self.temporal_address:
-            raise RuntimeError("TEMPORAL_ADDRESS is not set (run `deeployd dev` for an embedded one)")
+            raise RuntimeError(
+                "TEMPORAL_ADDRESS is not set (run `deeployd dev` for an embedded one)"
+            )
         return self.temporal_address
 
 

@@ -23,13 +23,13 @@ from deeployd.eventlog import EventBus, EventFilter, StoredEvent, Subscription, 
 _FRAMES_PER_SEND = 256
 
 
-def encode_frame(event: StoredEvent) -> str:
-    return f"id: {event.id}\ndata: {event.payload}\n\n"
+def encode_frame(event: StoredEvent) -> bytes:
+    return f"id: {event.id}\ndata: {event.payload}\n\n".encode()
 
 
-def encode_control(payload: dict[str, Any]) -> str:
+def encode_control(payload: dict[str, Any]) -> bytes:
     """A frame without an id (errors, notices): it does not move the client's resume point."""
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
 
 def _parse_event_id(value: str, where: tuple[str, str]) -> int:
@@ -54,7 +54,6 @@ def last_event_id(
     if query:
         return _parse_event_id(query, ("query", "lastEventId"))
     return None
-
 
 
 class EventStreamer:
@@ -94,7 +93,7 @@ class EventStreamer:
         *,
         resume_after: int | None,
         stop_when: Callable[[StoredEvent], bool] | None = None,
-    ) -> AsyncIterator[str | ServerSentEvent]:
+    ) -> AsyncIterator[bytes | ServerSentEvent]:
         # Subscribe before replaying so nothing committed in between is missed.
         sub = self.bus.subscribe(flt)
         metrics.SSE_SUBSCRIBERS.inc()
@@ -104,18 +103,18 @@ class EventStreamer:
             if resume_after is not None:
                 last = resume_after
                 while True:
-                    chunk: list[str] = []
+                    chunk: list[bytes] = []
                     async for event in replay(self.pool, flt, after=last):
                         chunk.append(encode_frame(event))
                         last = event.id
                         if stop_when is not None and stop_when(event):
-                            yield "".join(chunk)
+                            yield b"".join(chunk)
                             return
                         if len(chunk) >= _FRAMES_PER_SEND:
-                            yield "".join(chunk)
+                            yield b"".join(chunk)
                             chunk = []
                     if chunk:
-                        yield "".join(chunk)
+                        yield b"".join(chunk)
                     if not sub.overflowed:
                         break
                     # The live mailbox filled while we replayed: start it afresh and replay on.
@@ -134,31 +133,34 @@ class EventStreamer:
 
     async def _live(
         self, sub: Subscription, last: int, stop_when: Callable[[StoredEvent], bool] | None
-    ) -> AsyncIterator[tuple[str, bool]]:
+    ) -> AsyncIterator[tuple[bytes, bool]]:
         while True:
             await sub.wait()
-            frames: list[str] = []
+            frames: list[bytes] = []
             for event in sub.drain(_FRAMES_PER_SEND):
                 if event.id <= last:
                     continue  # already sent during replay
                 frames.append(encode_frame(event))
                 last = event.id
                 if stop_when is not None and stop_when(event):
-                    yield "".join(frames), True
+                    yield b"".join(frames), True
                     return
             if frames:
-                yield "".join(frames), False
+                yield b"".join(frames), False
             if sub.queue.empty():
                 if sub.overflowed:
                     metrics.SSE_SLOW_CONSUMERS.inc()
-                    yield encode_control(
-                        {
-                            "type": "error",
-                            "code": "slow_consumer",
-                            "message": "reader fell too far behind; reconnect with "
-                            f"Last-Event-ID: {last} to resume",
-                        }
-                    ), True
+                    yield (
+                        encode_control(
+                            {
+                                "type": "error",
+                                "code": "slow_consumer",
+                                "message": "reader fell too far behind; reconnect with "
+                                f"Last-Event-ID: {last} to resume",
+                            }
+                        ),
+                        True,
+                    )
                     return
                 if sub.closed:
                     return

@@ -6,7 +6,10 @@ import logging
 from urllib.parse import quote
 
 from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -24,7 +27,15 @@ PIPELINE_NAME = SearchAttributeKey.for_keyword("DeeploydPipelineName")
 CONTEXT_ID = SearchAttributeKey.for_keyword("DeeploydContextId")
 STATUS = SearchAttributeKey.for_keyword("DeeploydStatus")
 
-SEARCH_ATTRIBUTES = (ORG_ID, AGENT_ID, CONVERSATION_ID, PIPELINE_ID, PIPELINE_NAME, CONTEXT_ID, STATUS)
+SEARCH_ATTRIBUTES = (
+    ORG_ID,
+    AGENT_ID,
+    CONVERSATION_ID,
+    PIPELINE_ID,
+    PIPELINE_NAME,
+    CONTEXT_ID,
+    STATUS,
+)
 
 
 async def connect(settings: Settings) -> Client:

@@ -29,7 +29,13 @@ async def list_events(
     events = await read_events(streamer.pool, flt, after=after, limit=limit)
     return {
         "items": [
-            {"id": e.id, "stream": e.stream, "type": e.type, "data": e.data(), "createdAt": e.created_at}
+            {
+                "id": e.id,
+                "stream": e.stream,
+                "type": e.type,
+                "data": e.data(),
+                "createdAt": e.created_at,
+            }
             for e in events
         ],
         "nextAfter": events[-1].id if events else after,

@@ -9,8 +9,12 @@ router = APIRouter(prefix="/api/keys", tags=["auth"])
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated, response_model_by_alias=True)
-async def create_key(body: ApiKeyCreate, principal: AdminPrincipal, session: SessionDep) -> ApiKeyCreated:
-    row, plain = await create_api_key(session, principal.org_id, body.name, [str(s) for s in body.scopes])
+async def create_key(
+    body: ApiKeyCreate, principal: AdminPrincipal, session: SessionDep
+) -> ApiKeyCreated:
+    row, plain = await create_api_key(
+        session, principal.org_id, body.name, [str(s) for s in body.scopes]
+    )
     return ApiKeyCreated.model_validate({**row.model_dump(), "key": plain})
 
 
@@ -23,9 +27,13 @@ async def list_keys(principal: AdminPrincipal, session: SessionDep) -> list[ApiK
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_key(key_id: str, request: Request, principal: AdminPrincipal, session: SessionDep) -> None:
+async def revoke_key(
+    key_id: str, request: Request, principal: AdminPrincipal, session: SessionDep
+) -> None:
     row = (
-        await session.exec(select(ApiKey).where(ApiKey.id == key_id, ApiKey.org_id == principal.org_id))
+        await session.exec(
+            select(ApiKey).where(ApiKey.id == key_id, ApiKey.org_id == principal.org_id)
+        )
     ).first()
     if row is None:
         raise HTTPException(404, "API key not found")

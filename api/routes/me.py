@@ -18,7 +18,9 @@ class Me(ApiModel):
 
 @router.get("/me", response_model=Me, response_model_by_alias=True)
 async def me(principal: CurrentPrincipal, session: SessionDep) -> Me:
-    org = (await session.exec(select(Organization).where(Organization.id == principal.org_id))).first()
+    org = (
+        await session.exec(select(Organization).where(Organization.id == principal.org_id))
+    ).first()
     if org is None:
         raise HTTPException(404, "organisation not found")
     return Me(

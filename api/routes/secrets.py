@@ -7,7 +7,9 @@ router = APIRouter(prefix="/api/secrets", tags=["secrets"])
 
 
 @router.post("", status_code=201, response_model=SecretPublic, response_model_by_alias=True)
-async def put_secret(body: SecretCreate, principal: WritePrincipal, store: SecretStoreDep) -> SecretPublic:
+async def put_secret(
+    body: SecretCreate, principal: WritePrincipal, store: SecretStoreDep
+) -> SecretPublic:
     """Create or replace a secret. Its value is encrypted at rest and never returned."""
     row = await store.put(principal.org_id, body.name, body.value)
     return SecretPublic(name=row.name, created_at=row.created_at, updated_at=row.updated_at)

@@ -1,8 +1,8 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
+from sqlmodel import SQLModel
 
 import deeployd.models  # noqa: F401  (registers the tables)
-from sqlmodel import SQLModel
 
 config = context.config
 

@@ -2,7 +2,13 @@
 
 from deeployd.models.base import utcnow
 from deeployd.models.event import Event
-from deeployd.models.organization import ApiKey, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, Organization
+from deeployd.models.organization import (
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyPublic,
+    Organization,
+)
 from deeployd.models.secret import Secret, SecretCreate, SecretPublic
 
 __all__ = [

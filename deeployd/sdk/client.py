@@ -81,7 +81,9 @@ class Client:
         return result
 
     async def put_secret(self, name: str, value: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", "/api/secrets", json={"name": name, "value": value})
+        result: dict[str, Any] = await self.request(
+            "POST", "/api/secrets", json={"name": name, "value": value}
+        )
         return result
 
     def events(

@@ -42,7 +42,9 @@ class StreamClosed(Exception):
         self.status = status
 
 
-async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, str | None, int | None]]:
+async def parse_sse(
+    lines: AsyncIterator[str],
+) -> AsyncIterator[tuple[str | None, str | None, int | None]]:
     """Yield (id, data, retry) per dispatched event, following the WHATWG parsing rules."""
     event_id: str | None = None
     data: list[str] = []
@@ -113,7 +115,11 @@ class EventStream:
                 headers["Last-Event-ID"] = str(self.last_event_id)
             try:
                 async with self._http.stream(
-                    "GET", self._path, params=self._params, headers=headers, timeout=httpx.Timeout(10, read=None)
+                    "GET",
+                    self._path,
+                    params=self._params,
+                    headers=headers,
+                    timeout=httpx.Timeout(10, read=None),
                 ) as response:
                     self._response = response
                     if response.status_code in (401, 403, 404, 422):
@@ -148,4 +154,6 @@ class EventStream:
             if self._max_attempts is not None and attempt > self._max_attempts:
                 raise ConnectionError(f"gave up on {self._path} after {attempt - 1} reconnects")
             # Exponential backoff capped at 30 s, as in the docs' createReconnectingEventSource.
-            await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), self._max_backoff) if attempt > 1 else 0.1)
+            await asyncio.sleep(
+                min(0.5 * 2 ** (attempt - 1), self._max_backoff) if attempt > 1 else 0.1
+            )

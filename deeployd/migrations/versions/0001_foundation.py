@@ -52,7 +52,12 @@ def upgrade() -> None:
         sa.Column("stream", sa.String(), nullable=False),
         sa.Column("type", sa.String(), nullable=False),
         sa.Column("data", postgresql.JSONB(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("now()"),
+        ),
     )
     op.create_index("ix_events_stream_id", "events", ["stream", "id"])
     op.create_index("ix_events_org_id", "events", ["org_id", "id"])
