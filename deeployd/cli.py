@@ -21,6 +21,9 @@ from deeployd.settings import Settings, get_settings
 def cmd_migrate(_: argparse.Namespace) -> int:
     settings = get_settings()
     _migrate_and_register(settings)
+    if settings.bootstrap_api_key:
+        asyncio.run(_bootstrap_org(settings, settings.bootstrap_api_key))
+        print("default organisation has the bootstrap admin key")
     print("database and Temporal search attributes are up to date")
     return 0
 
@@ -68,18 +71,24 @@ def _read_or_create(path: Path, factory: callable) -> str:  # type: ignore[valid
     return value
 
 
-async def _bootstrap_key(settings: Settings, key_file: Path) -> str:
-    """The dev admin key: DEEPLOYD_BOOTSTRAP_API_KEY, else the one kept in <data-dir>/dev-api-key."""
+async def _bootstrap_org(settings: Settings, key: str) -> str:
+    """Ensure the default organisation exists with `key` as an admin key; returns the org id."""
     from deeployd.db import Database
     from deeployd.orgs import bootstrap
 
-    key = settings.bootstrap_api_key or _read_or_create(key_file, generate_api_key)
     db = Database(settings.require_database_url(), pool_size=2)
     try:
         async with db.session() as session:
-            await bootstrap(session, bootstrap_key=key)
+            org, _ = await bootstrap(session, bootstrap_key=key)
     finally:
         await db.close()
+    return org.id
+
+
+async def _bootstrap_key(settings: Settings, key_file: Path) -> str:
+    """The dev admin key: DEEPLOYD_BOOTSTRAP_API_KEY, else the one kept in <data-dir>/dev-api-key."""
+    key = settings.bootstrap_api_key or _read_or_create(key_file, generate_api_key)
+    await _bootstrap_org(settings, key)
     return key
 
 

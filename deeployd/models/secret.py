@@ -1,13 +1,27 @@
+import re
 from datetime import datetime
 
+from pydantic import field_validator
 from sqlalchemy import Column, DateTime, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from deeployd.models.base import ApiModel, utcnow
 
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
 
 class SecretBase(ApiModel):
-    name: str = Field(min_length=1, max_length=128, regex=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    name: str = Field(min_length=1, max_length=128)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_an_identifier(cls, value: str) -> str:
+        # Names appear in `${secrets.NAME}` references, so they must be identifiers.
+        if not SECRET_NAME.match(value):
+            raise ValueError(
+                "must start with a letter or underscore and contain only letters, digits and underscores"
+            )
+        return value
 
 
 class SecretCreate(SecretBase):
