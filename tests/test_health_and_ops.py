@@ -106,3 +106,14 @@ def test_compose_file_parses_and_only_sets_known_settings() -> None:
         unknown = set(keys) - known
         assert not unknown, f"{name} sets variables Settings does not know: {unknown}"
     assert (REPO / "Dockerfile").exists()
+
+
+def test_readme_documents_every_environment_variable() -> None:
+    readme = (REPO / "README.md").read_text()
+    names = []
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        choices = getattr(alias, "choices", None)
+        names.append(str(choices[0]) if choices else f"DEEPLOYD_{name.upper()}")
+    missing = [n for n in names if f"`{n}`" not in readme]
+    assert not missing, f"README.md does not document: {missing}"
