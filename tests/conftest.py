@@ -31,6 +31,9 @@ from worker import build_worker
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Browser fixtures (`browser`, `page`) for the console's end-to-end tests.
+pytest_plugins = ["tests.browser"]
+
 
 @pytest.fixture(scope="session")
 def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:

@@ -1,0 +1,63 @@
+"""Headless Chromium (Debian's package) driven by Playwright, for the console's end-to-end tests."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def chromium_path() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        raise RuntimeError("Chromium is missing: `make test` installs Debian's chromium package")
+    return found
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        instance = await playwright.chromium.launch(
+            executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    tab = await context.new_page()
+    try:
+        yield tab
+    finally:
+        await context.close()
+
+
+async def sign_in(page: Page, base_url: str, key: str, view: str = "command-center") -> None:
+    await page.goto(f"{base_url}/console/#/{view}")
+    await page.fill("#signin-key", key)
+    await page.click("#signin button[type=submit]")
+    await page.wait_for_selector("#nav:not([hidden])")
+
+
+async def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
