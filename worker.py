@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 from activities import build_activities
 from deeployd import temporal
 from deeployd.logging import configure_logging
+from deeployd.pipelines.sources.runtime import ensure_source_router
 from deeployd.schedules import ensure_retention_schedule
 from deeployd.services import Services
 from deeployd.settings import Settings, get_settings
@@ -42,6 +43,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         client = services.require_temporal()
         await temporal.ensure_search_attributes(client)
         await ensure_retention_schedule(client, settings)
+        await ensure_source_router(client, settings, services)
         worker = build_worker(client, services, settings.task_queue)
         async with worker:
             yield worker

@@ -12,10 +12,26 @@ from fastapi import FastAPI
 
 from api import errors
 from api.middleware import RequestMetricsMiddleware, RequestObserver
-from api.routes import events, health, keys, me, secrets
+from api.routes import (
+    a2a,
+    agents,
+    command_center,
+    console,
+    conversations,
+    events,
+    health,
+    keys,
+    me,
+    pipeline_hooks,
+    pipelines,
+    runs,
+    secrets,
+    voice,
+)
 from deeployd import temporal
 from deeployd.logging import configure_logging
 from deeployd.orgs import KeyAuthenticator
+from deeployd.pipelines.sources import api_event as api_event_source
 from deeployd.services import Services
 from deeployd.settings import Settings, get_settings
 from deeployd.sse import EventStreamer
@@ -69,8 +85,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.request_observers = observers
     app.add_middleware(RequestMetricsMiddleware, observers=observers)
     errors.install(app)
-    for module in (health, me, keys, secrets, events):
+    api_event_source.install(app)  # the `api_event` pipeline source observes every request
+    for module in (
+        health,
+        me,
+        keys,
+        secrets,
+        events,
+        voice,
+        console,
+        agents,
+        conversations,
+        runs,
+        command_center,
+        pipelines,
+        pipeline_hooks,
+    ):
         app.include_router(module.router)
+    app.include_router(a2a.router)
+    a2a.mount(app)
+    app.mount("/console", console.static_files(), name="console")
     return app
 
 

@@ -88,7 +88,10 @@ async def _bootstrap_org(settings: Settings, key: str) -> str:
 async def _bootstrap_key(settings: Settings, key_file: Path) -> str:
     """The dev admin key: DEEPLOYD_BOOTSTRAP_API_KEY, else the one kept in <data-dir>/dev-api-key."""
     key = settings.bootstrap_api_key or _read_or_create(key_file, generate_api_key)
-    await _bootstrap_org(settings, key)
+    org_id = await _bootstrap_org(settings, key)
+    from deeployd.cli_agents import ensure_demo_agent_for
+
+    await ensure_demo_agent_for(settings, org_id)  # streaming, tools, approvals: no API key
     return key
 
 
@@ -220,6 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_api)
 
     sub.add_parser("worker", help="run the Temporal worker").set_defaults(func=cmd_worker)
+
+    from deeployd.cli_agents import add_agent_commands
+
+    add_agent_commands(sub)
+
+    from deeployd.voice.cli import add_say_command
+
+    add_say_command(sub)
     return parser
 
 

@@ -50,6 +50,48 @@ class Settings(BaseSettings):
     sse_queue_size: int = 2000
     auth_cache_seconds: float = 5.0
 
+    # Agent runs (docs/agents.md)
+    alert_sweep_seconds: float = Field(
+        default=30.0,
+        description="How often windowed Command Center alert rules are re-evaluated (a Temporal Schedule)",
+    )
+
+    # Voice (docs/voice.md)
+    voice_default_provider: str = Field(
+        default="embedded", description="TTS provider when a request names none: embedded | openai"
+    )
+    voice_max_chars: int = Field(default=5000, description="Longest text one TTS request may carry")
+    voice_max_concurrent_per_org: int = Field(
+        default=4,
+        description="Concurrent audio streams per organisation (per API process); 429 past it",
+    )
+    voice_queue_chunks: int = Field(
+        default=4, description="Encoded sentences buffered per stream before synthesis pauses"
+    )
+    voice_run_idle_seconds: float = Field(
+        default=300.0, description="Run speech ends when a run sends no event for this long"
+    )
+    voice_run_max_chars: int = Field(
+        default=100_000, description="Characters of one run's answer that run speech will speak"
+    )
+    openai_tts_base_url: str = Field(
+        default="https://api.openai.com/v1",
+        description="OpenAI-compatible speech API (OpenAI, or a self-hosted Kokoro/Piper server)",
+    )
+    openai_tts_api_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DEEPLOYD_OPENAI_TTS_API_KEY", "OPENAI_API_KEY"),
+    )
+    openai_tts_model: str = "tts-1"
+    openai_tts_pcm_rate: int = Field(
+        default=24000,
+        description="Sample rate of the provider's `pcm` output (OpenAI/Kokoro: 24000)",
+    )
+    openai_tts_extra_voices: str = Field(
+        default="ash,ballad,coral,sage,verse",
+        description="Comma-separated voices the openai provider accepts beyond the six familiar ones",
+    )
+
     def require_database_url(self) -> str:
         if not self.database_url:
             raise RuntimeError("DATABASE_URL is not set (run `deeployd dev` for an embedded one)")

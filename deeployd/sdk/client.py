@@ -6,7 +6,14 @@ from typing import Any
 
 import httpx
 
+from deeployd.sdk.a2a import A2ATasks
+from deeployd.sdk.agents import Agents
+from deeployd.sdk.command_center import CommandCenter
+from deeployd.sdk.conversations import Conversations
+from deeployd.sdk.runs import Runs
 from deeployd.sdk.sse import EventStream, StreamEvent
+from deeployd.sdk.streaming import Streaming
+from deeployd.sdk.voice import VoiceApi
 
 
 class ApiError(Exception):
@@ -26,6 +33,11 @@ class Client:
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=timeout,
         )
+        self.voice = VoiceApi(self)
+        self.agents, self.conversations = Agents(self), Conversations(self)
+        self.runs, self.command_center = Runs(self), CommandCenter(self)
+        self.streaming = Streaming(self)
+        self.a2a = A2ATasks(self)
 
     async def __aenter__(self) -> Client:
         return self

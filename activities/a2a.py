@@ -1,0 +1,474 @@
+"""Activities of an A2A task: set up the task's agent run, run model turns and tools through the
+agent-run activities (teeing tokens and tool results into artifact chunks on `task:<taskId>`),
+move the task's state, and deliver push notifications.
+
+The task's row and its stream change together in each activity: the row first (what GetTask
+and a resubscribing client see), then the event (what live readers see).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from typing import Any
+
+import httpx
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.agent_runs import (
+    AgentRunActivities,
+    CallModelInput,
+    ClaimRunInput,
+    ExecuteToolInput,
+    FinishRunInput,
+    ModelTurn,
+    RunRef,
+    SetStatusInput,
+    ToolOutcome,
+)
+from deeployd.a2a import events as tev
+from deeployd.a2a import store
+from deeployd.a2a.chunks import ANSWER_ARTIFACT_NAME, ArtifactChunker, TeePublisher
+from deeployd.a2a.tools import ASK_USER
+from deeployd.agents.providers import ToolCall
+from deeployd.eventlog import EventFilter, read_events
+from deeployd.ids import new_id
+from deeployd.netguard import UnsafeURLError, check_outbound_url
+from deeployd.services import Services
+
+log = logging.getLogger(__name__)
+
+PUSH_TIMEOUT_S = 10.0
+PUSH_BATCH = 500
+
+
+class TaskRef(BaseModel):
+    task_id: str
+    org_id: str
+    agent_id: str
+    context_id: str
+
+
+class BeginTaskInput(BaseModel):
+    task: TaskRef
+
+
+class TaskPlan(BaseModel):
+    rejected: bool = False
+    reason: str | None = None
+    run: RunRef | None = None
+    claimed: bool = False  # the run holds its conversation (else: claim again later)
+    approval_required: list[str] = []
+    has_push: bool = False
+
+
+class ModelTurnInput(BaseModel):
+    task: TaskRef
+    call: CallModelInput
+    artifact_id: str
+    answer_started: bool  # a chunk of the answer artifact was already published
+
+
+class ToolCallInput(BaseModel):
+    task: TaskRef
+    call: ExecuteToolInput
+
+
+class SetStateInput(BaseModel):
+    task: TaskRef
+    state: str
+    agent_text: str | None = None  # the agent's message for this status (e.g. its question)
+    user_message: dict[str, Any] | None = None  # a caller's follow-up (A2A Message JSON)
+    error: str | None = None
+    # On completion: the whole answer artifact, published as the last chunk and stored.
+    answer: str | None = None
+    artifact_id: str | None = None
+    # The agent run's own bookkeeping, done in the same activity after the task's update:
+    run_status: SetStatusInput | None = None  # running <-> input-required
+    finish_run: FinishRunInput | None = None  # the run ends (before the task's final state)
+
+
+class StateResult(BaseModel):
+    has_push: bool
+    changed: bool
+
+
+class PushInput(BaseModel):
+    task: TaskRef
+    after: int
+
+
+class A2AActivities:
+    """Built once in the worker with the process's shared clients."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._http: httpx.AsyncClient | None = None
+        # The agent-run activities, run in-process with a publisher that also feeds this
+        # task's artifact chunks (one instance: it holds the worker's cancel listener).
+        self._tee = TeePublisher(services.publisher)
+        self._runs = AgentRunActivities(
+            dataclasses.replace(services, publisher=self._tee)  # type: ignore[arg-type]
+        )
+
+    @property
+    def _pool(self):  # type: ignore[no-untyped-def]
+        return self._services.db.pool
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    @activity.defn(name="a2a_begin_task")
+    async def begin_task(self, request: BeginTaskInput) -> TaskPlan:
+        """Create the task's conversation, run and user message (once), and move to working."""
+        ref = request.task
+        row = await store.get_task(self._pool, ref.org_id, ref.task_id)
+        if row is None:
+            raise ApplicationError(
+                "the task row is gone", type="task_not_found", non_retryable=True
+            )
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT id, name, approval_required FROM agents WHERE id = %s AND org_id = %s",
+                (ref.agent_id, ref.org_id),
+            )
+            agent = await cur.fetchone()
+        if agent is None:
+            return TaskPlan(rejected=True, reason="the agent no longer exists")
+        run_id = row["run_id"]
+        conversation_id = row["conversation_id"]
+        if run_id is None:  # first attempt (a retry finds the run it created)
+            run_id, conversation_id = await self._create_run(ref, row, agent)
+        run = RunRef(
+            run_id=run_id, org_id=ref.org_id, agent_id=ref.agent_id, conversation_id=conversation_id
+        )
+        state = await self._set_state(ref, "working")
+        claim = await self._runs.claim_run(ClaimRunInput(run=run))
+        return TaskPlan(
+            run=run,
+            claimed=claim.claimed,
+            approval_required=list(agent["approval_required"] or []),
+            has_push=state.has_push,
+        )
+
+    async def _create_run(
+        self, ref: TaskRef, row: dict[str, Any], agent: dict[str, Any]
+    ) -> tuple[str, str]:
+        """The agent-run rows this task drives: a run in a conversation of the task's context.
+
+        A context's conversation is reused while none of its runs is active, so a follow-up
+        task in the same context sees the earlier exchange; otherwise the task gets its own.
+        """
+        run_id = new_id("run")
+        message_id = new_id("msg")
+        content = store.message_text(row["history"][0]) if row["history"] else ""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT t.conversation_id FROM a2a_tasks t JOIN conversations c "
+                "ON c.id = t.conversation_id WHERE t.org_id = %s AND t.context_id = %s "
+                "AND t.conversation_id IS NOT NULL AND c.agent_id = %s "
+                "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.conversation_id = c.id "
+                "  AND r.status IN ('queued', 'running', 'input-required')) "
+                "ORDER BY t.created_at DESC LIMIT 1",
+                (ref.org_id, ref.context_id, ref.agent_id),
+            )
+            existing = await cur.fetchone()
+            if existing is not None:
+                conversation_id = existing["conversation_id"]
+            else:
+                conversation_id = new_id("conv")
+                await cur.execute(
+                    "INSERT INTO conversations (id, org_id, agent_id, title, multitask, "
+                    "created_at, updated_at) VALUES (%s, %s, %s, %s, 'enqueue', now(), now())",
+                    (conversation_id, ref.org_id, ref.agent_id, f"A2A context {ref.context_id}"),
+                )
+            await cur.execute(
+                "INSERT INTO runs (id, org_id, agent_id, agent_name, conversation_id, message_id, "
+                "status, workflow_id, tool_calls, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, 'queued', %s, %s, clock_timestamp())",
+                (
+                    run_id,
+                    ref.org_id,
+                    ref.agent_id,
+                    agent["name"],
+                    conversation_id,
+                    message_id,
+                    row["workflow_id"],
+                    Jsonb([]),
+                ),
+            )
+            await cur.execute(
+                "INSERT INTO messages (id, org_id, conversation_id, run_id, role, content, "
+                "tool_calls, created_at) VALUES (%s, %s, %s, %s, 'user', %s, %s, now())",
+                (message_id, ref.org_id, conversation_id, run_id, content, Jsonb([])),
+            )
+            await cur.execute(
+                "UPDATE a2a_tasks SET run_id = %s, conversation_id = %s WHERE id = %s "
+                "AND org_id = %s",
+                (run_id, conversation_id, ref.task_id, ref.org_id),
+            )
+        return run_id, conversation_id
+
+    # --- the agent's work ---------------------------------------------------------------------
+
+    @activity.defn(name="a2a_model_turn")
+    async def model_turn(self, request: ModelTurnInput) -> ModelTurn:
+        """One model call of the run, its tokens also streamed as chunks of the answer artifact."""
+        ref = request.task
+        run_stream = f"run:{request.call.run.run_id}"
+        chunker = ArtifactChunker(
+            self._services.publisher,
+            org_id=ref.org_id,
+            task_id=ref.task_id,
+            context_id=ref.context_id,
+            artifact_id=request.artifact_id,
+            # A retried call appends to what the failed attempt already published.
+            started=request.answer_started or activity.info().attempt > 1,
+        )
+
+        def on_event(event_type: str, data: dict[str, Any]) -> None:
+            if event_type == "token":
+                chunker.add(str(data.get("token", "")))
+
+        try:
+            with self._tee.watch(run_stream, on_event):
+                return await self._runs.call_model(request.call)
+        finally:
+            chunker.flush()
+            await self._services.publisher.flush()
+
+    @activity.defn(name="a2a_tool_call")
+    async def tool_call(self, request: ToolCallInput) -> ToolOutcome:
+        """Run one tool through the agent-run activity; its result becomes a data artifact."""
+        ref = request.task
+        call = request.call.call
+        run_stream = f"run:{request.call.run.run_id}"
+        publisher = self._services.publisher
+
+        def on_event(event_type: str, data: dict[str, Any]) -> None:
+            if event_type != "tool_result" or call.name == ASK_USER:
+                return
+            if request.call.decision in ("rejected", "failed"):
+                return
+            artifact = {
+                "artifactId": f"tool-{call.id}",
+                "name": f"tool:{call.name}",
+                "parts": [{"data": _json_value(data.get("result"))}],
+                "metadata": {"toolCallId": call.id, "tool": call.name},
+            }
+            publisher.publish_nowait(
+                ref.org_id,
+                tev.task_stream(ref.task_id),
+                tev.ARTIFACT_UPDATE,
+                tev.artifact_data(
+                    ref.task_id,
+                    ref.context_id,
+                    artifact,
+                    chunk=None,
+                    append=False,
+                    last_chunk=True,
+                ),
+            )
+            pending_artifacts.append(artifact)
+
+        pending_artifacts: list[dict[str, Any]] = []
+        with self._tee.watch(run_stream, on_event):
+            outcome = await self._runs.execute_tool(request.call)
+        for artifact in pending_artifacts:
+            await store.update_task(self._pool, ref.org_id, ref.task_id, artifact=artifact)
+        await publisher.flush()
+        return outcome
+
+    # --- state --------------------------------------------------------------------------------
+
+    @activity.defn(name="a2a_set_state")
+    async def set_state(self, request: SetStateInput) -> StateResult:
+        if request.finish_run is not None:
+            await self._runs.finish_run(request.finish_run)
+        result = await self._set_state(
+            request.task,
+            request.state,
+            agent_text=request.agent_text,
+            user_message=request.user_message,
+            error=request.error,
+            answer=request.answer,
+            artifact_id=request.artifact_id,
+        )
+        if request.run_status is not None:
+            await self._runs.set_status(request.run_status)
+        return result
+
+    async def _set_state(
+        self,
+        ref: TaskRef,
+        state: str,
+        *,
+        agent_text: str | None = None,
+        user_message: dict[str, Any] | None = None,
+        error: str | None = None,
+        answer: str | None = None,
+        artifact_id: str | None = None,
+    ) -> StateResult:
+        pool = self._pool
+        publisher = self._services.publisher
+        before = await store.get_task(pool, ref.org_id, ref.task_id)
+        if before is None:
+            raise ApplicationError(
+                "the task row is gone", type="task_not_found", non_retryable=True
+            )
+        if before["state"] == state and user_message is None:
+            # A retry of an activity whose update already happened: nothing to publish twice.
+            configs = await store.push_configs(pool, ref.org_id, ref.task_id)
+            return StateResult(has_push=bool(configs), changed=False)
+        if before["state"] in ("completed", "failed", "canceled", "rejected"):
+            return StateResult(has_push=False, changed=False)
+        agent_message = None
+        if agent_text is not None:
+            agent_message = store.text_message(
+                "agent",
+                agent_text,
+                task_id=ref.task_id,
+                context_id=ref.context_id,
+                message_id=f"{ref.task_id}-status-{activity.info().workflow_run_id}-"
+                f"{activity.info().activity_id}",
+            )
+        artifact = None
+        if answer is not None and artifact_id is not None:
+            artifact = {
+                "artifactId": artifact_id,
+                "name": ANSWER_ARTIFACT_NAME,
+                "parts": [{"text": answer}],
+            }
+        history = [m for m in (user_message, agent_message) if m is not None]
+        row = await store.update_task(
+            pool,
+            ref.org_id,
+            ref.task_id,
+            state=state,
+            status_message=agent_message,
+            clear_status_message=agent_message is None,
+            append_history=history or None,
+            artifact=artifact,
+            last_input=store.message_text(user_message) if user_message else None,
+            error=error,
+        )
+        assert row is not None
+        if user_message is not None:
+            publisher.publish_nowait(
+                ref.org_id,
+                tev.task_stream(ref.task_id),
+                tev.MESSAGE,
+                tev.message_data(ref.task_id, ref.context_id, user_message),
+            )
+        if artifact is not None:
+            # The last chunk carries the whole artifact (readers may finalize from it alone).
+            publisher.publish_nowait(
+                ref.org_id,
+                tev.task_stream(ref.task_id),
+                tev.ARTIFACT_UPDATE,
+                tev.artifact_data(
+                    ref.task_id, ref.context_id, artifact, chunk="", append=True, last_chunk=True
+                ),
+            )
+        if agent_message is not None:
+            publisher.publish_nowait(
+                ref.org_id,
+                tev.task_stream(ref.task_id),
+                tev.MESSAGE,
+                tev.message_data(ref.task_id, ref.context_id, agent_message),
+            )
+        await publisher.publish(
+            ref.org_id,
+            tev.task_stream(ref.task_id),
+            tev.STATUS_UPDATE,
+            tev.status_data(
+                ref.task_id, ref.context_id, state, agent_message, store.iso(row["updated_at"])
+            ),
+        )
+        configs = await store.push_configs(pool, ref.org_id, ref.task_id)
+        return StateResult(has_push=bool(configs), changed=True)
+
+    # --- push notifications ------------------------------------------------------------------
+
+    @activity.defn(name="a2a_push_notify")
+    async def push_notify(self, request: PushInput) -> int:
+        """POST every task event after `after` to each registered config; returns the new cursor.
+
+        Each event goes out as an A2A `StreamResponse` JSON with the config's token in
+        `X-A2A-Notification-Token`. A failed delivery raises, so Temporal retries the batch
+        (receivers must tolerate a repeated event).
+        """
+        ref = request.task
+        configs = await store.push_configs(self._pool, ref.org_id, ref.task_id)
+        events = await read_events(
+            self._pool,
+            EventFilter(
+                org_id=ref.org_id,
+                streams=frozenset({tev.task_stream(ref.task_id)}),
+                types=frozenset({tev.STATUS_UPDATE, tev.ARTIFACT_UPDATE}),
+            ),
+            after=request.after,
+            limit=PUSH_BATCH,
+        )
+        if not events:
+            return request.after
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=PUSH_TIMEOUT_S, follow_redirects=False)
+        allow_private = self._services.settings.allow_private_urls
+        from a2a.types.a2a_pb2 import StreamResponse, TaskArtifactUpdateEvent
+        from google.protobuf.json_format import MessageToDict
+
+        for config in configs:
+            try:
+                await check_outbound_url(config["url"], allow_private=allow_private)
+            except UnsafeURLError as exc:
+                log.warning("push config %s refused: %s", config["id"], exc)
+                continue
+            headers = {"Content-Type": "application/json"}
+            if config["token"]:
+                headers["X-A2A-Notification-Token"] = config["token"]
+            auth = config["authentication"] or {}
+            if auth.get("scheme") and auth.get("credentials"):
+                headers["Authorization"] = f"{auth['scheme']} {auth['credentials']}"
+            for event in events:
+                a2a_event = tev.to_a2a(event.type, event.data())
+                if a2a_event is None:
+                    continue
+                if isinstance(a2a_event, TaskArtifactUpdateEvent):
+                    body = StreamResponse(artifact_update=a2a_event)
+                else:
+                    body = StreamResponse(status_update=a2a_event)
+                response = await self._http.post(
+                    config["url"], content=json.dumps(MessageToDict(body)), headers=headers
+                )
+                if response.status_code >= 300:
+                    raise ApplicationError(
+                        f"push to {config['url']} answered {response.status_code}",
+                        type="push_failed",
+                    )
+        return events[-1].id
+
+
+def _json_value(value: Any) -> Any:
+    """A tool result as a protobuf Value can hold it (JSON types only)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+__all__ = [
+    "A2AActivities",
+    "BeginTaskInput",
+    "ModelTurnInput",
+    "PushInput",
+    "SetStateInput",
+    "StateResult",
+    "TaskPlan",
+    "TaskRef",
+    "ToolCall",
+    "ToolCallInput",
+]

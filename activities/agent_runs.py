@@ -1,0 +1,615 @@
+"""Activities of an agent run: claim the conversation, call the model (streaming tokens into the
+event log), run tools, move the status, finish.
+
+The workflow only ever sees small results (the final text, tool calls, usage); tokens go from the
+provider straight to the event log through the coalescing publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from deeployd.agents import events as ev
+from deeployd.agents import store
+from deeployd.agents.alerts import evaluate_org_rules, orgs_with_windowed_rules
+from deeployd.agents.cancellation import CancelWatcher
+from deeployd.agents.pricing import Pricing, cost_usd
+from deeployd.agents.providers import (
+    ChatMessage,
+    ModelRequest,
+    ProviderError,
+    TextDelta,
+    ToolCall,
+    ToolCallRequest,
+    UsageReport,
+    default_api_key,
+    get_provider,
+)
+from deeployd.agents.providers.base import estimate_tokens
+from deeployd.netguard import UnsafeURLError, check_outbound_url
+from deeployd.secretstore import MissingSecretError, SecretStore
+from deeployd.services import Services
+
+log = logging.getLogger(__name__)
+
+# `run:progress` goes out at most this often per run (the Command Center is a dashboard, not a
+# token stream).
+PROGRESS_INTERVAL_S = 0.25
+# A model call heartbeats this often from a side task, so a slow first token never looks like
+# a dead worker, and cancellation reaches the activity at the next heartbeat response.
+HEARTBEAT_INTERVAL_S = 0.5
+_TERMINAL = ("completed", "failed", "cancelled")
+# After a cancel notice, how long the activity waits for Temporal's own cancellation.
+CANCEL_GRACE_S = 30.0
+
+
+class RunRef(BaseModel):
+    run_id: str
+    org_id: str
+    agent_id: str
+    conversation_id: str
+
+
+class ClaimRunInput(BaseModel):
+    run: RunRef
+
+
+class RunPlan(BaseModel):
+    claimed: bool
+    status: str
+    agent_name: str = ""
+    approval_required: list[str] = Field(default_factory=list)
+    approval_timeout_ms: int | None = None
+
+
+class UsageTotals(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+
+class CallModelInput(BaseModel):
+    run: RunRef
+    turn: int
+    totals: UsageTotals  # before this call; the activity writes totals + this call (idempotent)
+
+
+# The workflow sees at most this much of an answer; the whole text is in the messages table
+# (a long answer must not bloat the workflow history — finish_run reads it from there).
+MAX_INLINE_TEXT = 4000
+
+
+class ModelTurn(BaseModel):
+    text: str  # the first MAX_INLINE_TEXT characters
+    text_chars: int = 0
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+
+
+class ExecuteToolInput(BaseModel):
+    run: RunRef
+    call: ToolCall
+    decision: Literal["auto", "approved", "rejected", "failed"] = "auto"
+    comment: str | None = None
+
+
+class ToolOutcome(BaseModel):
+    tool_call_id: str
+    ok: bool
+
+
+class SetStatusInput(BaseModel):
+    run: RunRef
+    status: str
+    approval_for: ToolCall | None = None  # moving to input-required: the call awaiting a human
+
+
+class FinishRunInput(BaseModel):
+    run: RunRef
+    status: Literal["completed", "failed", "cancelled"]
+    text: str | None = None
+    final_turn: int | None = None  # the answer is that turn's stored assistant message
+    error: str | None = None
+    error_code: str | None = None
+
+
+class FinishResult(BaseModel):
+    next_run_id: str | None = None
+
+
+class SweepAlertsInput(BaseModel):
+    pass
+
+
+def _non_retryable(message: str, code: str) -> ApplicationError:
+    return ApplicationError(message, type=code, non_retryable=True)
+
+
+class AgentRunActivities:
+    """Built once in the worker with the process's shared clients."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._cancels = CancelWatcher(services.db.url)
+
+    @property
+    def _pool(self):  # type: ignore[no-untyped-def]
+        return self._services.db.pool
+
+    def _events(self, ref: RunRef) -> ev.RunEvents:
+        return ev.RunEvents(self._services.publisher, ref.org_id, ref.run_id, ref.agent_id)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @activity.defn
+    async def claim_run(self, request: ClaimRunInput) -> RunPlan:
+        """Take the conversation if it is free (else the run stays queued) and start running."""
+        ref = request.run
+        agent = await store.get_agent(self._pool, ref.org_id, ref.agent_id)
+        if agent is None:
+            raise _non_retryable("the agent was deleted", "agent_not_found")
+        claimed, status = await store.claim_conversation(
+            self._pool, ref.org_id, ref.conversation_id, ref.run_id
+        )
+        plan = RunPlan(
+            claimed=claimed,
+            status=status,
+            agent_name=agent["name"],
+            approval_required=list(agent["approval_required"] or []),
+            approval_timeout_ms=agent["approval_timeout_ms"],
+        )
+        if not claimed:
+            return plan
+        previous = status
+        row = await store.update_run(
+            self._pool, ref.org_id, ref.run_id, status="running", started_at="coalesce_now()"
+        )
+        if row is None:
+            raise _non_retryable("the run row is gone", "run_not_found")
+        events = self._events(ref)
+        if previous == "queued":  # first claim (a retry after a crash finds it running already)
+            item = ev.run_item(row)
+            events.command_center(ev.RUN_STARTED, {"run": item})
+            events.command_center(
+                ev.RUN_STATUS_CHANGED,
+                {"status": "running", "previousStatus": previous, "run": item},
+            )
+            await events.flush()
+        plan.status = "running"
+        return plan
+
+    @activity.defn
+    async def set_status(self, request: SetStatusInput) -> None:
+        """Move the run's status (running <-> input-required) and tell both streams."""
+        ref = request.run
+        before = await store.get_run(self._pool, ref.org_id, ref.run_id)
+        row = await store.update_run(self._pool, ref.org_id, ref.run_id, status=request.status)
+        if row is None or before is None:
+            raise _non_retryable("the run row is gone", "run_not_found")
+        events = self._events(ref)
+        if request.approval_for is not None:
+            call = request.approval_for
+            events.chat(
+                ev.APPROVAL_REQUIRED,
+                {
+                    "toolCallId": call.id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                    "runId": ref.run_id,  # where to POST the decision
+                },
+            )
+            await store.append_tool_call(
+                self._pool,
+                ref.org_id,
+                ref.run_id,
+                {
+                    "toolCallId": call.id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                    "status": "awaiting_approval",
+                },
+            )
+        if before["status"] != request.status:
+            events.command_center(
+                ev.RUN_STATUS_CHANGED,
+                {
+                    "status": request.status,
+                    "previousStatus": before["status"],
+                    "run": ev.run_item(row),
+                    **(
+                        {"toolCallId": request.approval_for.id, "tool": request.approval_for.name}
+                        if request.approval_for
+                        else {}
+                    ),
+                },
+            )
+        await events.flush()
+
+    @activity.defn
+    async def finish_run(self, request: FinishRunInput) -> FinishResult:
+        """Record the outcome, end the run's stream, hand the conversation on, evaluate alerts."""
+        ref = request.run
+        before = await store.get_run(self._pool, ref.org_id, ref.run_id)
+        if before is None:
+            raise _non_retryable("the run row is gone", "run_not_found")
+        events = self._events(ref)
+        if before["status"] not in _TERMINAL:
+            text = request.text
+            if request.final_turn is not None:
+                text = await store.turn_text(self._pool, ref.org_id, ref.run_id, request.final_turn)
+            row = await store.update_run(
+                self._pool,
+                ref.org_id,
+                ref.run_id,
+                status=request.status,
+                result=text,
+                error=request.error,
+                error_code=request.error_code,
+                completed_at="now()",
+            )
+            assert row is not None
+            item = ev.run_item(row)
+            usage = item["tokenUsage"]
+            if request.status == "completed":
+                events.chat(ev.DONE, {"usage": usage, "cost": row["cost"]})
+            else:
+                events.chat(
+                    ev.ERROR,
+                    {
+                        "message": request.error or request.status,
+                        "code": request.error_code or request.status,
+                    },
+                )
+            events.command_center(
+                ev.RUN_STATUS_CHANGED,
+                {"status": request.status, "previousStatus": before["status"], "run": item},
+            )
+            if request.status == "completed":
+                events.command_center(
+                    ev.RUN_COMPLETED,
+                    {"result": text, "usage": usage, "cost": row["cost"], "run": item},
+                )
+            elif request.status == "failed":
+                events.command_center(
+                    ev.RUN_ERROR,
+                    {
+                        "error": {"message": request.error, "code": request.error_code},
+                        "run": item,
+                    },
+                )
+            await events.flush()
+        next_run = await store.release_conversation(
+            self._pool, ref.org_id, ref.conversation_id, ref.run_id
+        )
+        if next_run is not None:
+            await self._wake(next_run)
+        try:
+            await evaluate_org_rules(self._services, ref.org_id, run_id=ref.run_id)
+        except Exception:  # alerting must never fail a run
+            log.exception("alert evaluation failed for org %s", ref.org_id)
+        return FinishResult(next_run_id=next_run)
+
+    async def _wake(self, run_id: str) -> None:
+        """Tell a queued run's workflow it holds the conversation now."""
+        client = self._services.temporal
+        if client is None:
+            return  # its own claim at start-up finds the conversation handed to it
+        from temporalio.service import RPCError
+
+        try:
+            await client.get_workflow_handle(f"run-{run_id}").signal("proceed")
+        except RPCError as exc:  # not started yet: its first claim will succeed
+            log.info("could not signal run %s: %s", run_id, exc)
+
+    @activity.defn
+    async def sweep_alert_rules(self, request: SweepAlertsInput) -> int:
+        """Re-evaluate every organisation's windowed rules; returns how many changed state."""
+        changed = 0
+        for org_id in await orgs_with_windowed_rules(self._services):
+            changed += len(await evaluate_org_rules(self._services, org_id))
+        return changed
+
+    # --- the model call -----------------------------------------------------------------------
+
+    @activity.defn
+    async def call_model(self, request: CallModelInput) -> ModelTurn:
+        """Stream one model call: tokens to the log as they arrive, the summary to the workflow."""
+        ref = request.run
+        agent = await store.get_agent(self._pool, ref.org_id, ref.agent_id)
+        if agent is None:
+            raise _non_retryable("the agent was deleted", "agent_not_found")
+        model_request = await self._model_request(ref, agent)
+        try:
+            provider = get_provider(agent["provider"])
+        except KeyError as exc:
+            raise _non_retryable(str(exc.args[0]), "unknown_provider") from None
+        pricing = Pricing.model_validate(agent["pricing"]) if agent["pricing"] else None
+
+        def price(prompt: int, completion: int) -> float:
+            return cost_usd(agent["model"], prompt, completion, pricing, provider=agent["provider"])
+
+        events = self._events(ref)
+        # A retry (worker lost mid-stream) re-plays the call; clients already have the tokens
+        # that made it to the log, so those are not published again.
+        skip = 0
+        if activity.info().attempt > 1:
+            skip = await store.count_published_tokens(
+                self._pool, ref.org_id, ref.run_id, request.turn
+            )
+        heartbeat = asyncio.create_task(_heartbeat_forever())
+        started = time.monotonic()
+        first_token_at: float | None = None
+        last_progress = 0.0
+        parts: list[str] = []
+        calls: list[ToolCall] = []
+        usage: UsageReport | None = None
+        prompt_estimate = sum(estimate_tokens(m.content or "") for m in model_request.messages)
+        totals = request.totals
+        try:
+            async with (
+                self._cancels.watch(ref.run_id) as cancel_notice,
+                contextlib.aclosing(provider.stream(model_request)) as stream,
+            ):
+                async for item in stream:
+                    if cancel_notice.is_set():
+                        break  # leaving the block closes the provider's stream
+                    if isinstance(item, TextDelta):
+                        if first_token_at is None:
+                            first_token_at = time.monotonic()
+                        parts.append(item.text)
+                        if skip:
+                            skip -= 1
+                        else:
+                            events.chat(ev.TOKEN, {"token": item.text, "turn": request.turn})
+                        now = time.monotonic()
+                        if now - last_progress >= PROGRESS_INTERVAL_S:
+                            last_progress = now
+                            completion = totals.completion_tokens + len(parts)
+                            prompt = totals.prompt_tokens + prompt_estimate
+                            events.command_center(
+                                ev.RUN_PROGRESS,
+                                {
+                                    "tokens": prompt + completion,
+                                    "tokenUsage": ev.usage_dict(prompt, completion),
+                                    "cost": round(
+                                        totals.cost + price(prompt_estimate, len(parts)), 8
+                                    ),
+                                },
+                            )
+                    elif isinstance(item, ToolCallRequest):
+                        calls.append(item.call)
+                        events.chat(
+                            ev.TOOL_CALL,
+                            {
+                                "name": item.call.name,
+                                "arguments": item.call.arguments,
+                                "toolCallId": item.call.id,
+                            },
+                        )
+                    elif isinstance(item, UsageReport):
+                        usage = item
+            if cancel_notice.is_set():
+                await events.flush()
+                # The stream is closed; Temporal's cancellation follows at the next heartbeat.
+                await asyncio.sleep(CANCEL_GRACE_S)
+                raise _non_retryable("the run was cancelled", "cancelled")
+        except ProviderError as exc:
+            if exc.retryable:
+                raise ApplicationError(
+                    exc.message, type=exc.code, next_retry_delay=_delay(exc.retry_after_s)
+                ) from None
+            raise _non_retryable(exc.message, exc.code) from None
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            # Whatever happened, the tokens already emitted become durable before we return.
+            await events.flush()
+        latency_ms = int((time.monotonic() - started) * 1000)
+        text = "".join(parts)
+        prompt_tokens = usage.prompt_tokens if usage else prompt_estimate
+        completion_tokens = usage.completion_tokens if usage else estimate_tokens(text)
+        cost = price(prompt_tokens, completion_tokens)
+        await store.insert_message(
+            self._pool,
+            org_id=ref.org_id,
+            conversation_id=ref.conversation_id,
+            run_id=ref.run_id,
+            role="assistant",
+            content=text,
+            tool_calls=[c.model_dump() for c in calls],
+            dedup_key=f"{ref.run_id}:turn:{request.turn}",
+        )
+        await store.update_run(
+            self._pool,
+            ref.org_id,
+            ref.run_id,
+            prompt_tokens=totals.prompt_tokens + prompt_tokens,
+            completion_tokens=totals.completion_tokens + completion_tokens,
+            cost=round(totals.cost + cost, 8),
+            model_calls=request.turn + 1,
+        )
+        events.command_center(
+            ev.RUN_LLM_CALL,
+            {
+                "provider": agent["provider"],
+                "model": agent["model"],
+                "turn": request.turn,
+                "latencyMs": latency_ms,
+                "timeToFirstTokenMs": (
+                    int((first_token_at - started) * 1000) if first_token_at else None
+                ),
+                "tokens": ev.usage_dict(prompt_tokens, completion_tokens),
+                "cost": cost,
+                "toolCalls": len(calls),
+            },
+        )
+        await events.flush()
+        return ModelTurn(
+            text=text[:MAX_INLINE_TEXT],
+            text_chars=len(text),
+            tool_calls=calls,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=cost,
+        )
+
+    async def _model_request(self, ref: RunRef, agent: dict[str, Any]) -> ModelRequest:
+        settings = self._services.settings
+        api_key: str | None = None
+        if agent["api_key"]:
+            try:
+                resolved = await SecretStore(self._services.db, self._services.secret_box).resolve(
+                    ref.org_id, agent["api_key"]
+                )
+            except MissingSecretError as exc:
+                raise _non_retryable(str(exc), "missing_secret") from None
+            api_key = str(resolved)
+        else:
+            api_key = default_api_key(agent["provider"], settings)
+        if agent["base_url"]:
+            try:
+                await check_outbound_url(
+                    agent["base_url"], allow_private=settings.allow_private_urls
+                )
+            except UnsafeURLError as exc:
+                raise _non_retryable(str(exc), "unsafe_url") from None
+        history = await store.load_history(self._pool, ref.org_id, ref.conversation_id, ref.run_id)
+        messages: list[ChatMessage] = []
+        if agent["system_prompt"]:
+            messages.append(ChatMessage(role="system", content=agent["system_prompt"]))
+        for row in history:
+            messages.append(
+                ChatMessage(
+                    role=row["role"],
+                    content=row["content"],
+                    tool_calls=[ToolCall.model_validate(c) for c in row["tool_calls"] or []],
+                    tool_call_id=row["tool_call_id"],
+                )
+            )
+        from deeployd.agents.tools import tool_specs
+
+        try:
+            tools = tool_specs(agent["tools"] or [])
+        except KeyError as exc:
+            raise _non_retryable(str(exc.args[0]), "unknown_tool") from None
+        return ModelRequest(
+            provider=agent["provider"],
+            model=agent["model"],
+            messages=messages,
+            tools=tools,
+            temperature=agent["temperature"],
+            max_tokens=agent["max_tokens"],
+            base_url=agent["base_url"],
+            api_key=api_key,
+            options=agent["provider_options"] or {},
+        )
+
+    # --- tools --------------------------------------------------------------------------------
+
+    @activity.defn
+    async def execute_tool(self, request: ExecuteToolInput) -> ToolOutcome:
+        """Run one tool call (or record why it did not run) and store its result message."""
+        from deeployd.agents.tools import ToolContext, ToolError, run_tool
+
+        ref, call = request.run, request.call
+        events = self._events(ref)
+        started = time.monotonic()
+        ok = True
+        result: Any
+        status = "completed"
+        if request.decision == "rejected":
+            ok, status = False, "rejected"
+            result = {
+                "error": "the call was not approved",
+                "approved": False,
+                "comment": request.comment,
+            }
+        elif request.decision == "failed":
+            ok, status = False, "failed"
+            result = {"error": request.comment or "the tool failed"}
+        else:
+            events.command_center(
+                ev.RUN_TOOL_STARTED,
+                {"tool": call.name, "toolCallId": call.id, "arguments": call.arguments},
+            )
+
+            async def publish(event_type: str, data: dict[str, Any]) -> None:
+                await events.command_center(event_type, data)
+
+            ctx = ToolContext(
+                org_id=ref.org_id,
+                run_id=ref.run_id,
+                conversation_id=ref.conversation_id,
+                agent_id=ref.agent_id,
+                services=self._services,
+                publish=publish,
+            )
+            try:
+                result = await run_tool(call.name, call.arguments, ctx)
+            except ToolError as exc:  # the model hears about it and may correct itself
+                ok, status = False, "error"
+                result = {"error": exc.message}
+        duration_ms = int((time.monotonic() - started) * 1000)
+        content = store.clip_result(result)
+        await store.insert_message(
+            self._pool,
+            org_id=ref.org_id,
+            conversation_id=ref.conversation_id,
+            run_id=ref.run_id,
+            role="tool",
+            content=content,
+            tool_call_id=call.id,
+            dedup_key=f"{ref.run_id}:tool:{call.id}",
+        )
+        await store.append_tool_call(
+            self._pool,
+            ref.org_id,
+            ref.run_id,
+            {
+                "toolCallId": call.id,
+                "name": call.name,
+                "arguments": call.arguments,
+                "status": status,
+                "ok": ok,
+                "durationMs": duration_ms,
+                **({"comment": request.comment} if request.comment else {}),
+            },
+        )
+        # The stream carries the result itself when it is small, its bounded text otherwise.
+        shown = result if len(content) < store.MAX_TOOL_RESULT_CHARS else content
+        events.chat(ev.TOOL_RESULT, {"toolCallId": call.id, "name": call.name, "result": shown})
+        events.command_center(
+            ev.RUN_TOOL_COMPLETED,
+            {
+                "tool": call.name,
+                "toolCallId": call.id,
+                "ok": ok,
+                "status": status,
+                "durationMs": duration_ms,
+            },
+        )
+        await events.flush()
+        return ToolOutcome(tool_call_id=call.id, ok=ok)
+
+
+def _delay(seconds: float | None):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    return timedelta(seconds=min(seconds, 60)) if seconds else None
+
+
+async def _heartbeat_forever() -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(HEARTBEAT_INTERVAL_S)

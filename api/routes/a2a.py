@@ -1,0 +1,222 @@
+"""A2A tasks over the platform's REST API (the docs' "A2A Task Streaming"), and the mounting of
+the A2A protocol endpoints (`deeployd.a2a.server`) plus the organisation's default agent card.
+
+    POST /api/a2a/tasks                  {agentId, message, contextId?} -> 201 task
+    GET  /api/a2a/tasks                  ?agentId&contextId&state&pageSize&pageToken
+    GET  /api/a2a/tasks/{id}             the task (A2A 1.0 JSON)
+    POST /api/a2a/tasks/{id}/messages    {content}: answer a task in `input-required`
+    POST /api/a2a/tasks/{id}/cancel
+    GET  /api/a2a/tasks/{id}/stream      SSE: task, message, statusUpdate, artifactUpdate
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.deps import (
+    CurrentPrincipal,
+    LastEventIdDep,
+    ServicesDep,
+    StreamerDep,
+    StreamPrincipal,
+    TemporalDep,
+    WritePrincipal,
+)
+from deeployd.a2a import events as tev
+from deeployd.a2a import service, store
+from deeployd.a2a import tools as _tools  # noqa: F401  (registers ask_user / call_agent)
+from deeployd.a2a.server import PREFIX, build_a2a_app, card_response, load_agent
+from deeployd.eventlog import EventFilter, StoredEvent
+from deeployd.models.a2a import TASK_STATES, A2AFollowUp, A2ATaskCreate
+from deeployd.services import Services
+from deeployd.sse import encode_control
+
+router = APIRouter(tags=["a2a"])
+
+
+def mount(app: FastAPI) -> None:
+    """Mount the a2a-sdk endpoints (JSON-RPC, HTTP+JSON, agent cards) at /a2a."""
+    app.mount(PREFIX, build_a2a_app(app), name="a2a")
+
+
+def _http_error(exc: service.A2AServiceError) -> HTTPException:
+    if isinstance(exc, service.TaskNotFound | service.AgentNotFound):
+        return HTTPException(status.HTTP_404_NOT_FOUND, exc.message)
+    if isinstance(exc, service.NotWaitingForInput | service.NotCancelable):
+        return HTTPException(status.HTTP_409_CONFLICT, exc.message)
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, exc.message)
+
+
+async def _task_json(services: Services, org_id: str, task_id: str) -> dict[str, Any]:
+    try:
+        row = await service.require_task(services, org_id, task_id)
+    except service.TaskNotFound as exc:
+        raise _http_error(exc) from None
+    return store.task_json(row)
+
+
+@router.get("/.well-known/agent-card.json", summary="The organisation's default agent's A2A card")
+async def default_agent_card(
+    principal: CurrentPrincipal, services: ServicesDep, request: Request
+) -> Any:
+    agent = await load_agent(services, principal.org_id, None)
+    if agent is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the organisation has no agent yet")
+    return card_response(agent, request)
+
+
+@router.post("/api/a2a/tasks", status_code=status.HTTP_201_CREATED, summary="Create a task")
+async def create_task(
+    body: A2ATaskCreate, principal: WritePrincipal, services: ServicesDep, client: TemporalDep
+) -> dict[str, Any]:
+    if isinstance(body.message, str):
+        message = {"role": "ROLE_USER", "parts": [{"text": body.message}]}
+    else:
+        parts = []
+        for i, part in enumerate(body.message.parts):
+            if part.text is None and part.data is None:
+                raise RequestValidationError(
+                    [
+                        {
+                            "loc": ("body", "message", "parts", i),
+                            "msg": "a part needs text or data",
+                            "type": "value_error",
+                        }
+                    ]
+                )
+            parts.append({"text": part.text} if part.text is not None else {"data": part.data})
+        message = {"role": "ROLE_USER", "parts": parts}
+        if body.message.message_id:
+            message["messageId"] = body.message.message_id
+    try:
+        row = await service.create_task(
+            services,
+            client,
+            principal.org_id,
+            body.agent_id,
+            message,
+            context_id=body.context_id
+            or (None if isinstance(body.message, str) else body.message.context_id),
+        )
+    except service.A2AServiceError as exc:
+        raise _http_error(exc) from None
+    return store.task_json(row)
+
+
+@router.get("/api/a2a/tasks", summary="List tasks, newest first")
+async def list_tasks(
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    agent_id: Annotated[str | None, Query(alias="agentId")] = None,
+    context_id: Annotated[str | None, Query(alias="contextId")] = None,
+    state: Annotated[str | None, Query()] = None,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 50,
+    page_token: Annotated[str | None, Query(alias="pageToken")] = None,
+) -> dict[str, Any]:
+    if state is not None and state not in TASK_STATES:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "state"),
+                    "msg": f"must be one of {', '.join(TASK_STATES)}",
+                    "type": "value_error",
+                }
+            ]
+        )
+    try:
+        rows, next_token, total = await store.list_tasks(
+            services.db.pool,
+            principal.org_id,
+            agent_id=agent_id,
+            context_id=context_id,
+            state=state,
+            page_size=page_size,
+            page_token=page_token,
+        )
+    except (ValueError, TypeError):
+        raise RequestValidationError(
+            [{"loc": ("query", "pageToken"), "msg": "not a page token", "type": "value_error"}]
+        ) from None
+    return {
+        "tasks": [store.task_json(row) for row in rows],
+        "nextPageToken": next_token,
+        "totalSize": total,
+    }
+
+
+@router.get("/api/a2a/tasks/{task_id}", summary="One task with its history and artifacts")
+async def get_task(
+    task_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> dict[str, Any]:
+    return await _task_json(services, principal.org_id, task_id)
+
+
+@router.post(
+    "/api/a2a/tasks/{task_id}/messages",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Answer a task waiting in input-required",
+)
+async def send_message(
+    task_id: str,
+    body: A2AFollowUp,
+    principal: WritePrincipal,
+    services: ServicesDep,
+    client: TemporalDep,
+) -> dict[str, Any]:
+    message = {"role": "ROLE_USER", "parts": [{"text": body.content}]}
+    try:
+        await service.send_follow_up(services, client, principal.org_id, task_id, message)
+    except service.A2AServiceError as exc:
+        raise _http_error(exc) from None
+    return await _task_json(services, principal.org_id, task_id)
+
+
+@router.post("/api/a2a/tasks/{task_id}/cancel", summary="Cancel a task (stops its model call)")
+async def cancel_task(
+    task_id: str, principal: WritePrincipal, services: ServicesDep, client: TemporalDep
+) -> dict[str, Any]:
+    try:
+        row = await service.cancel_task(services, client, principal.org_id, task_id)
+    except service.A2AServiceError as exc:
+        raise _http_error(exc) from None
+    return store.task_json(row)
+
+
+def _ends(event: StoredEvent) -> bool:
+    return event.type == tev.STATUS_UPDATE and bool(event.data().get("final"))
+
+
+@router.get("/api/a2a/tasks/{task_id}/stream", summary="The task's events (SSE, resumable)")
+async def stream_task(
+    task_id: str,
+    principal: StreamPrincipal,
+    services: ServicesDep,
+    streamer: StreamerDep,
+    resume: LastEventIdDep,
+) -> EventSourceResponse:
+    """First `{type: 'task', task}` (the current state), then the task's events from the log
+    (from its beginning, or after `Last-Event-ID`), live until the task ends."""
+    try:
+        row = await service.require_task(services, principal.org_id, task_id)
+    except service.TaskNotFound as exc:
+        raise _http_error(exc) from None
+    task = store.task_json(row)
+    live = await service.live_state(services.temporal, row)
+    if live is not None:
+        task["status"]["state"] = store.proto_state_name(live)
+    flt = EventFilter(principal.org_id, frozenset({tev.task_stream(task_id)}))
+
+    async def frames() -> AsyncIterator[bytes | ServerSentEvent]:
+        # The snapshot has no id: it does not move the reader's resume point.
+        yield encode_control({"type": tev.TASK, "task": task})
+        async for frame in streamer.frames(
+            flt, resume_after=resume if resume is not None else 0, stop_when=_ends
+        ):
+            yield frame
+
+    return EventSourceResponse(frames(), ping=streamer.ping_seconds)

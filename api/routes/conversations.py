@@ -1,0 +1,234 @@
+"""Conversations with an agent: messages in, streamed runs out.
+
+`POST /api/conversations/{id}/messages?stream=true` answers with the SSE stream of the run the
+message starts; `GET …/messages?stream=true` re-attaches (as a browser's EventSource does) to the
+conversation's current or latest run, resuming by Last-Event-ID.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.responses import JSONResponse
+from sqlmodel import col, select
+
+from api.deps import (
+    CurrentPrincipal,
+    LastEventIdDep,
+    ServicesDep,
+    SessionDep,
+    StreamerDep,
+    StreamPrincipal,
+    TemporalDep,
+    WritePrincipal,
+)
+from deeployd.agents import events as ev
+from deeployd.agents import service
+from deeployd.eventlog import EventFilter
+from deeployd.ids import new_id
+from deeployd.models.agent import (
+    Agent,
+    Conversation,
+    ConversationCreate,
+    ConversationDetail,
+    ConversationPublic,
+    Message,
+    MessageCreate,
+    MessagePublic,
+    Run,
+)
+
+router = APIRouter(prefix="/api/conversations", tags=["conversations"])
+
+MAX_WAIT_SECONDS = 300.0
+
+
+async def _get(session: SessionDep, org_id: str, conversation_id: str) -> Conversation:
+    row = (
+        await session.exec(
+            select(Conversation).where(
+                Conversation.id == conversation_id, Conversation.org_id == org_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise HTTPException(404, "conversation not found")
+    return row
+
+
+async def _messages(session: SessionDep, org_id: str, conversation_id: str) -> list[MessagePublic]:
+    rows = await session.exec(
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.org_id == org_id)
+        .order_by(col(Message.seq))
+        .limit(1000)
+    )
+    return [MessagePublic.model_validate(r.model_dump()) for r in rows]
+
+
+@router.post("", status_code=201, response_model=ConversationPublic, response_model_by_alias=True)
+async def create_conversation(
+    body: ConversationCreate, principal: WritePrincipal, session: SessionDep
+) -> ConversationPublic:
+    agent = (
+        await session.exec(
+            select(Agent).where(Agent.id == body.agent_id, Agent.org_id == principal.org_id)
+        )
+    ).first()
+    if agent is None:
+        from fastapi.exceptions import RequestValidationError
+
+        raise RequestValidationError(
+            [{"loc": ("body", "agentId"), "msg": "unknown agent", "type": "value_error"}]
+        )
+    row = Conversation(
+        id=new_id("conv"),
+        org_id=principal.org_id,
+        agent_id=agent.id,
+        title=body.title,
+        multitask=body.multitask.value,
+    )
+    session.add(row)
+    await session.commit()
+    await session.refresh(row)
+    return ConversationPublic.model_validate(row.model_dump())
+
+
+@router.get("", response_model=list[ConversationPublic], response_model_by_alias=True)
+async def list_conversations(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    agent_id: Annotated[str | None, Query(alias="agentId")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ConversationPublic]:
+    query = select(Conversation).where(Conversation.org_id == principal.org_id)
+    if agent_id:
+        query = query.where(Conversation.agent_id == agent_id)
+    rows = await session.exec(query.order_by(col(Conversation.updated_at).desc()).limit(limit))
+    return [ConversationPublic.model_validate(r.model_dump()) for r in rows]
+
+
+@router.get("/{conversation_id}", response_model=ConversationDetail, response_model_by_alias=True)
+async def get_conversation(
+    conversation_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> ConversationDetail:
+    row = await _get(session, principal.org_id, conversation_id)
+    return ConversationDetail.model_validate(
+        {
+            **row.model_dump(),
+            "messages": await _messages(session, principal.org_id, conversation_id),
+        }
+    )
+
+
+@router.delete("/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_conversation(
+    conversation_id: str, principal: WritePrincipal, session: SessionDep
+) -> None:
+    row = await _get(session, principal.org_id, conversation_id)
+    busy = (
+        await session.exec(
+            select(Run.id).where(
+                Run.conversation_id == conversation_id,
+                col(Run.status).in_(service.ACTIVE),
+            )
+        )
+    ).first()
+    if busy is not None:
+        raise HTTPException(409, f"run {busy} is still active; cancel it first")
+    for message in await session.exec(
+        select(Message).where(Message.conversation_id == conversation_id)
+    ):
+        await session.delete(message)
+    await session.delete(row)
+    await session.commit()
+
+
+def _run_stream(streamer: StreamerDep, org_id: str, run_id: str, resume: int | None) -> Response:
+    flt = EventFilter(org_id, frozenset({ev.run_stream(run_id)}))
+    return streamer.response(
+        flt,
+        resume_after=resume if resume is not None else 0,  # from the run's beginning
+        stop_when=lambda event: event.type in ev.RUN_END_TYPES,
+        headers={"X-Run-Id": run_id},
+    )
+
+
+@router.post("/{conversation_id}/messages", response_model=None)
+async def send_message(
+    conversation_id: str,
+    body: MessageCreate,
+    principal: WritePrincipal,
+    services: ServicesDep,
+    client: TemporalDep,
+    streamer: StreamerDep,
+    stream: bool = False,
+    wait: bool = False,
+) -> Any:
+    """Send a message. `?stream=true`: the SSE stream of its run; `?wait=true`: the final
+    answer; otherwise 202 `{runId}` at once."""
+    started = await service.send_message(
+        services, client, principal.org_id, conversation_id, body.content
+    )
+    run_id = started.run["id"]
+    if stream:
+        return _run_stream(streamer, principal.org_id, run_id, 0)
+    if wait:
+        row = await service.wait_for_run(
+            services, client, principal.org_id, run_id, MAX_WAIT_SECONDS
+        )
+        public = service.run_public(row, services.settings)
+        return JSONResponse(
+            {
+                "runId": run_id,
+                "status": row["status"],
+                "message": (
+                    {"role": "assistant", "content": row["result"]}
+                    if row["status"] == "completed"
+                    else None
+                ),
+                "usage": public.token_usage.model_dump(),
+                "cost": row["cost"],
+                "error": row["error"],
+                "errorCode": row["error_code"],
+            }
+        )
+    return JSONResponse(
+        {"runId": run_id, "messageId": started.message_id, "status": started.run["status"]},
+        status_code=202,
+        headers={"Location": f"/api/runs/{run_id}"},
+    )
+
+
+@router.get("/{conversation_id}/messages", response_model=None)
+async def list_or_stream_messages(
+    conversation_id: str,
+    principal: StreamPrincipal,
+    session: SessionDep,
+    streamer: StreamerDep,
+    resume: LastEventIdDep,
+    stream: bool = False,
+) -> Any:
+    """Without `stream`: the messages. With `?stream=true`: attach to the current (or latest)
+    run's stream; resumes after Last-Event-ID, else replays that run from its beginning."""
+    conversation = await _get(session, principal.org_id, conversation_id)
+    if not stream:
+        return JSONResponse(
+            [
+                m.model_dump(mode="json", by_alias=True)
+                for m in await _messages(session, principal.org_id, conversation_id)
+            ]
+        )
+    run_id = conversation.active_run_id
+    if run_id is None:
+        latest = (
+            await session.exec(
+                select(Run.id)
+                .where(Run.conversation_id == conversation_id, Run.org_id == principal.org_id)
+                .order_by(col(Run.created_at).desc())
+                .limit(1)
+            )
+        ).first()
+        if latest is None:
+            raise HTTPException(404, "the conversation has no runs yet")
+        run_id = latest
+    return _run_stream(streamer, principal.org_id, run_id, resume)

@@ -1,0 +1,117 @@
+"""Agent runs: find them, follow them, approve their tool calls, cancel them."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi.responses import JSONResponse
+from psycopg.rows import dict_row
+
+from api.deps import (
+    CurrentPrincipal,
+    LastEventIdDep,
+    ServicesDep,
+    StreamerDep,
+    StreamPrincipal,
+    TemporalDep,
+    WritePrincipal,
+)
+from deeployd.agents import events as ev
+from deeployd.agents import service, store
+from deeployd.eventlog import EventFilter
+from deeployd.models.agent import ApprovalDecision, RunPublic, RunStatus
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+
+@router.get("", response_model=list[RunPublic], response_model_by_alias=True)
+async def list_runs(
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    agent_id: Annotated[str | None, Query(alias="agentId")] = None,
+    conversation_id: Annotated[str | None, Query(alias="conversationId")] = None,
+    status: RunStatus | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[RunPublic]:
+    """Newest first. `since` (ISO time) keeps runs created at or after it."""
+    where = ["org_id = %s"]
+    params: list[Any] = [principal.org_id]
+    if agent_id:
+        where.append("agent_id = %s")
+        params.append(agent_id)
+    if conversation_id:
+        where.append("conversation_id = %s")
+        params.append(conversation_id)
+    if status is not None:
+        where.append("status = %s")
+        params.append(status.value)
+    if since is not None:
+        where.append("created_at >= %s")
+        params.append(since)
+    params.append(limit)
+    async with services.db.pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            f"SELECT {store._RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC LIMIT %s",
+            params,
+        )
+        rows = await cur.fetchall()
+    return [service.run_public(r, services.settings) for r in rows]
+
+
+@router.get("/{run_id}", response_model=RunPublic, response_model_by_alias=True)
+async def get_run(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
+    """The run's row; while it is active, status and pending approvals come from the workflow."""
+    row = await store.get_run(services.db.pool, principal.org_id, run_id)
+    if row is None:
+        raise HTTPException(404, "run not found")
+    live = await service.live_state(services.temporal, row)
+    return service.run_public(row, services.settings, live)
+
+
+@router.get("/{run_id}/stream", summary="SSE of one run (tokens, tool calls, approvals, done)")
+async def stream_run(
+    run_id: str,
+    principal: StreamPrincipal,
+    services: ServicesDep,
+    streamer: StreamerDep,
+    resume: LastEventIdDep,
+) -> Response:
+    if await store.get_run(services.db.pool, principal.org_id, run_id) is None:
+        raise HTTPException(404, "run not found")
+    return streamer.response(
+        EventFilter(principal.org_id, frozenset({ev.run_stream(run_id)})),
+        resume_after=resume if resume is not None else 0,
+        stop_when=lambda event: event.type in ev.RUN_END_TYPES,
+    )
+
+
+@router.post("/{run_id}/approve")
+async def approve(
+    run_id: str,
+    body: ApprovalDecision,
+    principal: WritePrincipal,
+    services: ServicesDep,
+    client: TemporalDep,
+) -> dict[str, Any]:
+    """Approve or reject a tool call the run is waiting on (409 if it is not waiting for it)."""
+    return await service.approve_run(
+        services,
+        client,
+        principal.org_id,
+        run_id,
+        body.tool_call_id,
+        body.approved,
+        body.comment,
+    )
+
+
+@router.post("/{run_id}/cancel", status_code=202)
+async def cancel(
+    run_id: str, principal: WritePrincipal, services: ServicesDep, client: TemporalDep
+) -> JSONResponse:
+    """Request cancellation: the model stream stops and the run ends as `cancelled`."""
+    row = await service.cancel_run(services, client, principal.org_id, run_id)
+    return JSONResponse({"runId": row["id"], "status": "cancelling"}, status_code=202)

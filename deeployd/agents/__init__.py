@@ -1,0 +1,1 @@
+"""AI agents: providers, tools, pricing, runs."""

@@ -1,0 +1,402 @@
+"""What the API does for agents, conversations and runs (routes stay thin).
+
+Starting a run: the run row and the user's message are committed (under the conversation's row
+lock, which also decides the multitask strategy) before the workflow starts, and the workflow
+has started before the API answers — an acknowledged message is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from fastapi import HTTPException, status
+from fastapi.exceptions import RequestValidationError
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
+from temporalio.client import Client as TemporalClient
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
+
+from deeployd import temporal
+from deeployd.agents import store
+from deeployd.agents.cancellation import notify_cancel
+from deeployd.agents.events import RUN_STARTED, RUN_STATUS_CHANGED, RunEvents, run_item
+from deeployd.ids import new_id
+from deeployd.models.agent import RunPublic, TokenUsage
+from deeployd.netguard import UnsafeURLError, check_url_syntax
+from deeployd.services import Services
+from deeployd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SECRET_REFERENCE = re.compile(r"^\$\{secrets\.[A-Za-z_][A-Za-z0-9_]*\}$")
+MAX_PROVIDER_OPTIONS_BYTES = 256 * 1024
+ACTIVE = ("queued", "running", "input-required")
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def workflow_id(run_id: str) -> str:
+    return f"run-{run_id}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Agent validation (semantic checks pydantic cannot do; 422 naming the exact field)
+# ---------------------------------------------------------------------------------------------
+
+
+def validate_agent(fields: dict[str, Any]) -> None:
+    """Check provider, tools, approvals, key reference, base URL and provider options."""
+    from deeployd.agents.providers import get_provider
+    from deeployd.agents.tools import get_tool
+
+    errors: list[dict[str, Any]] = []
+
+    def bad(loc: tuple[str | int, ...], msg: str) -> None:
+        errors.append({"loc": ("body", *loc), "msg": msg, "type": "value_error"})
+
+    provider = fields.get("provider")
+    if provider is not None:
+        try:
+            get_provider(provider)
+        except KeyError:
+            bad(("provider",), f"unknown provider '{provider}'")
+    tools = fields.get("tools") or []
+    for i, name in enumerate(tools):
+        try:
+            get_tool(name)
+        except KeyError:
+            bad(("tools", i), f"unknown tool '{name}'")
+    if len(set(tools)) != len(tools):
+        bad(("tools",), "tool names must be unique")
+    for i, name in enumerate(fields.get("approval_required") or []):
+        if name not in tools:
+            bad(("approvalRequired", i), f"'{name}' is not one of the agent's tools")
+    api_key = fields.get("api_key")
+    if api_key is not None and not SECRET_REFERENCE.match(api_key):
+        bad(
+            ("apiKey",),
+            "must be a ${secrets.NAME} reference (store the key with /api/secrets); "
+            "raw keys are never stored",
+        )
+    base_url = fields.get("base_url")
+    if base_url:
+        try:
+            check_url_syntax(base_url)
+        except UnsafeURLError as exc:
+            bad(("baseUrl",), str(exc))
+    options = fields.get("provider_options") or {}
+    if len(json.dumps(options)) > MAX_PROVIDER_OPTIONS_BYTES:
+        bad(("providerOptions",), f"must be at most {MAX_PROVIDER_OPTIONS_BYTES} bytes of JSON")
+    elif provider == "scripted":
+        from deeployd.agents.providers.scripted import validate_options
+
+        try:
+            validate_options(options)
+        except ValidationError as exc:
+            for error in exc.errors():
+                bad(("providerOptions", *error["loc"]), error["msg"])
+    if errors:
+        raise RequestValidationError(errors)
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs: wire shape
+# ---------------------------------------------------------------------------------------------
+
+
+def run_public(
+    row: dict[str, Any], settings: Settings, live: dict[str, Any] | None = None
+) -> RunPublic:
+    duration_ms = None
+    if row["completed_at"] is not None and row["started_at"] is not None:
+        duration_ms = int((row["completed_at"] - row["started_at"]).total_seconds() * 1000)
+    pending = [
+        {k: c.get(k) for k in ("toolCallId", "name", "arguments")}
+        for c in row["tool_calls"] or []
+        if c.get("status") == "awaiting_approval"
+    ]
+    run_status = row["status"]
+    if live is not None and run_status not in TERMINAL:
+        run_status = live.get("status", run_status)
+        pending = live.get("pending_approvals", pending)
+    return RunPublic(
+        id=row["id"],
+        agent_id=row["agent_id"],
+        agent_name=row["agent_name"],
+        conversation_id=row["conversation_id"],
+        message_id=row["message_id"],
+        status=run_status,
+        token_usage=TokenUsage(
+            prompt=row["prompt_tokens"],
+            completion=row["completion_tokens"],
+            total=row["prompt_tokens"] + row["completion_tokens"],
+        ),
+        cost=row["cost"],
+        model_calls=row["model_calls"],
+        tool_calls=row["tool_calls"] or [],
+        result=row["result"],
+        error=row["error"],
+        error_code=row["error_code"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        duration_ms=duration_ms,
+        workflow_id=row["workflow_id"],
+        workflow_url=temporal.workflow_url(settings, row["workflow_id"]),
+        pending_approvals=pending if run_status == "input-required" else [],
+    )
+
+
+async def live_state(client: TemporalClient | None, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The workflow's own view (status, pending approvals) while it runs; None if unreachable."""
+    if client is None or row["status"] in TERMINAL:
+        return None
+    from workflows.agent_run import AgentRunWorkflow
+
+    try:
+        state = await asyncio.wait_for(
+            client.get_workflow_handle(row["workflow_id"]).query(AgentRunWorkflow.state),
+            timeout=2,
+        )
+    except (RPCError, TimeoutError, Exception):
+        return None
+    return {"status": state.status, "pending_approvals": state.pending_approvals}
+
+
+# ---------------------------------------------------------------------------------------------
+# Sending a message: the multitask strategies
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StartedRun:
+    run: dict[str, Any]
+    message_id: str
+
+
+async def send_message(
+    services: Services, client: TemporalClient, org_id: str, conversation_id: str, content: str
+) -> StartedRun:
+    """Store the message, create its run and start the run's workflow.
+
+    While another run of the conversation is active: `reject` -> 409, `enqueue` -> the new run
+    waits its turn, `interrupt` -> the active (and queued) runs are cancelled and the new run
+    goes next.
+    """
+    pool = services.db.pool
+    run_id = new_id("run")
+    message_id = new_id("msg")
+    to_cancel: list[str] = []
+    async with pool.connection() as conn, conn.transaction():
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            "SELECT c.id, c.multitask, c.agent_id, a.name AS agent_name, a.approval_required, "
+            "a.approval_timeout_ms FROM conversations c "
+            "JOIN agents a ON a.id = c.agent_id "
+            "WHERE c.id = %s AND c.org_id = %s FOR UPDATE OF c",
+            (conversation_id, org_id),
+        )
+        conv = await cur.fetchone()
+        if conv is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "conversation not found")
+        await cur.execute(
+            "SELECT id, status FROM runs WHERE conversation_id = %s AND status = ANY(%s) "
+            "ORDER BY created_at",
+            (conversation_id, list(ACTIVE)),
+        )
+        active = await cur.fetchall()
+        if active and conv["multitask"] == "reject":
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"the conversation is busy with run {active[0]['id']} "
+                "(multitask strategy 'reject')",
+            )
+        if conv["multitask"] == "interrupt":
+            to_cancel = [r["id"] for r in active]
+        # An idle conversation is claimed right here; otherwise the run waits its turn.
+        claimed = not active
+        await cur.execute(
+            "INSERT INTO runs (id, org_id, agent_id, agent_name, conversation_id, message_id, "
+            "status, workflow_id, tool_calls, created_at, started_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), "
+            "CASE WHEN %s THEN clock_timestamp() END)",
+            (
+                run_id,
+                org_id,
+                conv["agent_id"],
+                conv["agent_name"],
+                conversation_id,
+                message_id,
+                "running" if claimed else "queued",
+                workflow_id(run_id),
+                Jsonb([]),
+                claimed,
+            ),
+        )
+        if claimed:
+            await cur.execute(
+                "UPDATE conversations SET active_run_id = %s WHERE id = %s",
+                (run_id, conversation_id),
+            )
+        await cur.execute(
+            "INSERT INTO messages (id, org_id, conversation_id, run_id, role, content, tool_calls, "
+            "created_at) VALUES (%s, %s, %s, %s, 'user', %s, %s, now())",
+            (message_id, org_id, conversation_id, run_id, content, Jsonb([])),
+        )
+        await cur.execute(
+            "UPDATE conversations SET updated_at = now() WHERE id = %s", (conversation_id,)
+        )
+    from activities.agent_runs import RunPlan, RunRef
+    from workflows.agent_run import AgentRunInput, AgentRunWorkflow
+
+    ref = RunRef(
+        run_id=run_id, org_id=org_id, agent_id=conv["agent_id"], conversation_id=conversation_id
+    )
+    plan = None
+    if claimed:
+        plan = RunPlan(
+            claimed=True,
+            status="running",
+            agent_name=conv["agent_name"],
+            approval_required=list(conv["approval_required"] or []),
+            approval_timeout_ms=conv["approval_timeout_ms"],
+        )
+    row = await store.get_run(pool, org_id, run_id)
+    assert row is not None
+    events = RunEvents(services.publisher, org_id, run_id, conv["agent_id"])
+    if claimed:  # what the claim activity announces for runs that had to wait
+        item = run_item(row)
+        events.command_center(RUN_STARTED, {"run": item})
+        events.command_center(
+            RUN_STATUS_CHANGED, {"status": "running", "previousStatus": "queued", "run": item}
+        )
+        await events.flush()
+    try:
+        await client.start_workflow(
+            AgentRunWorkflow.run,
+            AgentRunInput(run=ref, plan=plan),
+            id=workflow_id(run_id),
+            task_queue=services.settings.task_queue,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(temporal.ORG_ID, org_id),
+                    SearchAttributePair(temporal.AGENT_ID, conv["agent_id"]),
+                    SearchAttributePair(temporal.CONVERSATION_ID, conversation_id),
+                    SearchAttributePair(temporal.STATUS, "running" if claimed else "queued"),
+                ]
+            ),
+            memo={"agentName": conv["agent_name"], "conversationId": conversation_id},
+            static_summary=f"{conv['agent_name']}: {content[:80]}",
+        )
+    except Exception as exc:
+        log.exception("could not start workflow for run %s", run_id)
+        # Never leave a run behind that no workflow will ever finish.
+        failed = await store.update_run(
+            pool,
+            org_id,
+            run_id,
+            status="failed",
+            error=f"could not start the run: {exc}",
+            error_code="start_failed",
+            completed_at="now()",
+        )
+        await store.release_conversation(pool, org_id, conversation_id, run_id)
+        if failed is not None:
+            item = run_item(failed)
+            events.chat("error", {"message": "could not start the run", "code": "start_failed"})
+            events.command_center(
+                RUN_STATUS_CHANGED,
+                {"status": "failed", "previousStatus": row["status"], "run": item},
+            )
+            events.command_center(
+                "run:error",
+                {"error": {"message": failed["error"], "code": "start_failed"}, "run": item},
+            )
+            await events.flush()
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "could not start the run; try again"
+        ) from exc
+    for other in to_cancel:
+        await _cancel_workflow(client, workflow_id(other), pool)
+    return StartedRun(run=row, message_id=message_id)
+
+
+async def _cancel_workflow(
+    client: TemporalClient, wf_id: str, pool: AsyncConnectionPool | None = None
+) -> None:
+    if pool is not None:  # stops the model stream at once (see deeployd.agents.cancellation)
+        await notify_cancel(pool, wf_id.removeprefix("run-"))
+    try:
+        await client.get_workflow_handle(wf_id).cancel()
+    except RPCError:
+        pass  # already finished
+
+
+async def cancel_run(services: Services, client: TemporalClient, org_id: str, run_id: str) -> dict:
+    row = await store.get_run(services.db.pool, org_id, run_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "run not found")
+    if row["status"] in TERMINAL:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the run already ended ({row['status']})")
+    await _cancel_workflow(client, row["workflow_id"], services.db.pool)
+    return row
+
+
+async def approve_run(
+    services: Services,
+    client: TemporalClient,
+    org_id: str,
+    run_id: str,
+    tool_call_id: str,
+    approved: bool,
+    comment: str | None,
+) -> dict[str, Any]:
+    """Deliver a human's decision as a Temporal update; the workflow's validator has the say."""
+    from workflows.agent_run import AgentRunWorkflow, ApprovalInput
+
+    row = await store.get_run(services.db.pool, org_id, run_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "run not found")
+    if row["status"] in TERMINAL:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the run already ended ({row['status']})")
+    handle = client.get_workflow_handle(row["workflow_id"])
+    try:
+        result = await handle.execute_update(
+            AgentRunWorkflow.approve,
+            ApprovalInput(tool_call_id=tool_call_id, approved=approved, comment=comment),
+            rpc_timeout=timedelta(seconds=20),
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = getattr(cause, "message", None) or str(cause or exc)
+        raise HTTPException(status.HTTP_409_CONFLICT, message) from None
+    except RPCError as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"the run is not waiting for approval: {exc.message}"
+        ) from None
+    return {"runId": run_id, "toolCallId": result.tool_call_id, "approved": result.approved}
+
+
+async def wait_for_run(
+    services: Services, client: TemporalClient, org_id: str, run_id: str, timeout_s: float
+) -> dict[str, Any]:
+    """Wait until the run ends (or the timeout passes); returns its row."""
+    handle = client.get_workflow_handle(workflow_id(run_id))
+    try:
+        await asyncio.wait_for(handle.result(), timeout=timeout_s)
+    except TimeoutError:
+        pass
+    except Exception:  # a failed or cancelled run: its row says how
+        pass
+    row = await store.get_run(services.db.pool, org_id, run_id)
+    assert row is not None
+    return row

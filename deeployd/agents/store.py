@@ -1,0 +1,249 @@
+"""SQL for the run hot path (activities): runs, messages, conversation slots.
+
+Activities use the psycopg pool directly — one statement per step, no ORM session — because they
+run once per model call or tool call of every run. Every statement filters by `org_id`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from deeployd.ids import new_id
+
+# How much conversation history a model call sees (most recent messages, bounded).
+MAX_HISTORY_MESSAGES = 200
+# Tool results are stored (and shown to the model) up to this many characters.
+MAX_TOOL_RESULT_CHARS = 32_000
+
+_RUN_COLUMNS = (
+    "id, org_id, agent_id, agent_name, conversation_id, message_id, status, workflow_id, "
+    "prompt_tokens, completion_tokens, cost, model_calls, tool_calls, result, error, error_code, "
+    "created_at, started_at, completed_at"
+)
+
+
+async def get_run(pool: AsyncConnectionPool, org_id: str, run_id: str) -> dict[str, Any] | None:
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = %s AND org_id = %s", (run_id, org_id)
+        )
+        return await cur.fetchone()
+
+
+async def get_agent(pool: AsyncConnectionPool, org_id: str, agent_id: str) -> dict[str, Any] | None:
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute("SELECT * FROM agents WHERE id = %s AND org_id = %s", (agent_id, org_id))
+        return await cur.fetchone()
+
+
+async def update_run(
+    pool: AsyncConnectionPool, org_id: str, run_id: str, **fields: Any
+) -> dict[str, Any] | None:
+    """Set columns (values; `now()` for the sentinel "now") and return the updated row."""
+    sets: list[str] = []
+    params: list[Any] = []
+    for column, value in fields.items():
+        if value == "now()":
+            sets.append(f"{column} = now()")
+        elif value == "coalesce_now()":
+            sets.append(f"{column} = coalesce({column}, now())")
+        else:
+            sets.append(f"{column} = %s")
+            params.append(Jsonb(value) if isinstance(value, list | dict) else value)
+    params += [run_id, org_id]
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            f"UPDATE runs SET {', '.join(sets)} WHERE id = %s AND org_id = %s "
+            f"RETURNING {_RUN_COLUMNS}",
+            params,
+        )
+        return await cur.fetchone()
+
+
+async def append_tool_call(
+    pool: AsyncConnectionPool, org_id: str, run_id: str, entry: dict[str, Any]
+) -> None:
+    """Record (or replace, by toolCallId) a tool call on the run row."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE runs SET tool_calls = ("
+            "  SELECT coalesce(jsonb_agg(e), '[]'::jsonb) FROM jsonb_array_elements(tool_calls) e"
+            "  WHERE e->>'toolCallId' IS DISTINCT FROM %s"
+            ") || %s::jsonb WHERE id = %s AND org_id = %s",
+            (entry["toolCallId"], Jsonb([entry]), run_id, org_id),
+        )
+
+
+async def insert_message(
+    pool: AsyncConnectionPool,
+    *,
+    org_id: str,
+    conversation_id: str,
+    run_id: str | None,
+    role: str,
+    content: str | None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    tool_call_id: str | None = None,
+    dedup_key: str | None = None,
+) -> None:
+    """Insert a message once: a retried activity finds its `dedup_key` taken and does nothing."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO messages (id, org_id, conversation_id, run_id, role, content, tool_calls,"
+            " tool_call_id, dedup_key, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
+            " ON CONFLICT (dedup_key) DO NOTHING",
+            (
+                new_id("msg"),
+                org_id,
+                conversation_id,
+                run_id,
+                role,
+                content,
+                Jsonb(tool_calls or []),
+                tool_call_id,
+                dedup_key,
+            ),
+        )
+
+
+async def load_history(
+    pool: AsyncConnectionPool, org_id: str, conversation_id: str, run_id: str
+) -> list[dict[str, Any]]:
+    """The messages a model call of `run_id` sees, oldest first.
+
+    Completed runs contribute their whole exchange; failed or cancelled runs only their user
+    message (a half-finished tool exchange would be malformed for the providers); queued runs
+    nothing yet. Ordered by run, then insertion, so an enqueued message comes after the answer
+    to the message before it.
+    """
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            "SELECT m.role, m.content, m.tool_calls, m.tool_call_id FROM messages m "
+            "JOIN runs r ON r.id = m.run_id "
+            "WHERE m.conversation_id = %s AND m.org_id = %s AND ("
+            "  m.run_id = %s OR r.status = 'completed'"
+            "  OR (m.role = 'user' AND r.status IN ('failed', 'cancelled'))) "
+            "ORDER BY r.created_at DESC, m.seq DESC LIMIT %s",
+            (conversation_id, org_id, run_id, MAX_HISTORY_MESSAGES),
+        )
+        rows = list(reversed(await cur.fetchall()))
+    # A bounded window must not start in the middle of a tool exchange.
+    while rows and rows[0]["role"] != "user":
+        rows.pop(0)
+    return rows
+
+
+def clip_result(result: Any) -> str:
+    """A tool result as the text the model reads (JSON), bounded."""
+    text = result if isinstance(result, str) else json.dumps(result, default=str)
+    if len(text) > MAX_TOOL_RESULT_CHARS:
+        text = text[:MAX_TOOL_RESULT_CHARS] + "…(truncated)"
+    return text
+
+
+async def claim_conversation(
+    pool: AsyncConnectionPool, org_id: str, conversation_id: str, run_id: str
+) -> tuple[bool, str]:
+    """Try to make `run_id` the conversation's active run. Returns (claimed, run status).
+
+    The conversation row lock serialises claims and hand-overs, so exactly one run of a
+    conversation runs at a time and queued runs start in creation order.
+    """
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT active_run_id FROM conversations WHERE id = %s AND org_id = %s FOR UPDATE",
+            (conversation_id, org_id),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return False, "failed"
+        active = row[0]
+        cur = await conn.execute(
+            "SELECT status FROM runs WHERE id = %s AND org_id = %s", (run_id, org_id)
+        )
+        status_row = await cur.fetchone()
+        status = status_row[0] if status_row else "failed"
+        if status in ("completed", "failed", "cancelled"):
+            return False, status
+        if active == run_id:
+            return True, status
+        if active is not None:
+            cur = await conn.execute("SELECT status FROM runs WHERE id = %s", (active,))
+            holder = await cur.fetchone()
+            if holder is not None and holder[0] not in ("completed", "failed", "cancelled"):
+                return False, status
+        # The conversation is free (or its holder ended without handing over): the oldest
+        # queued run goes first.
+        cur = await conn.execute(
+            "SELECT id FROM runs WHERE conversation_id = %s AND status = 'queued' "
+            "ORDER BY created_at LIMIT 1",
+            (conversation_id,),
+        )
+        oldest = await cur.fetchone()
+        if oldest is not None and oldest[0] != run_id:
+            return False, status
+        await conn.execute(
+            "UPDATE conversations SET active_run_id = %s, updated_at = now() WHERE id = %s",
+            (run_id, conversation_id),
+        )
+        return True, status
+
+
+async def release_conversation(
+    pool: AsyncConnectionPool, org_id: str, conversation_id: str, run_id: str
+) -> str | None:
+    """Hand the conversation to its oldest queued run (returned), or free it."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT active_run_id FROM conversations WHERE id = %s AND org_id = %s FOR UPDATE",
+            (conversation_id, org_id),
+        )
+        row = await cur.fetchone()
+        if row is None or row[0] not in (None, run_id):
+            return None
+        cur = await conn.execute(
+            "SELECT id FROM runs WHERE conversation_id = %s AND status = 'queued' AND id <> %s "
+            "ORDER BY created_at LIMIT 1",
+            (conversation_id, run_id),
+        )
+        nxt = await cur.fetchone()
+        next_id = nxt[0] if nxt else None
+        await conn.execute(
+            "UPDATE conversations SET active_run_id = %s, updated_at = now() WHERE id = %s",
+            (next_id, conversation_id),
+        )
+        return next_id
+
+
+async def count_published_tokens(
+    pool: AsyncConnectionPool, org_id: str, run_id: str, turn: int
+) -> int:
+    """How many tokens of this model turn are already in the log (a retried call skips them)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM events WHERE stream = %s AND org_id = %s AND type = 'token' "
+            "AND (data->>'turn')::int = %s",
+            (f"run:{run_id}", org_id, turn),
+        )
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+
+async def turn_text(pool: AsyncConnectionPool, org_id: str, run_id: str, turn: int) -> str | None:
+    """The text of the assistant message a model call stored (see call_model)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT content FROM messages WHERE dedup_key = %s AND org_id = %s",
+            (f"{run_id}:turn:{turn}", org_id),
+        )
+        row = await cur.fetchone()
+        return row[0] if row else None

@@ -1,0 +1,253 @@
+"""The `database` destination: insert, upsert or update rows of a PostgreSQL table.
+
+Default target is the platform database, confined to the organisation's own schema
+(`org_schema(org_id)`, e.g. `pipeline_org_0123abcd`) so a pipeline can never write platform
+tables or another organisation's data. `connection: "${secrets.DSN}"` targets any other
+PostgreSQL database instead (resolved in the worker; its host passes the netguard check).
+
+Rows are built by PostgreSQL itself (`jsonb_populate_recordset(NULL::table, …)`), so JSON
+values are cast to the real column types. Upsert (`ON CONFLICT (conflictFields) DO UPDATE`)
+makes a redelivered batch idempotent: delivering the same outputs twice leaves the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from deeployd import netguard
+from deeployd.pipelines.destinations.base import (
+    ConfigError,
+    Delivery,
+    DeliveryContext,
+    DeliveryError,
+    register_destination,
+)
+from deeployd.pipelines.destinations.webhook import validate_retry_policy
+from deeployd.secretstore import SECRET_REF
+
+OPERATIONS = ("insert", "upsert", "update")
+_KEYS = {"table", "operation", "conflictFields", "connection", "retryPolicy"}
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_COLUMN_TTL_S = 30.0
+
+
+def org_schema(org_id: str) -> str:
+    """The platform-database schema an organisation's pipelines may write to."""
+    return "pipeline_" + re.sub(r"[^a-z0-9_]", "_", org_id.lower())
+
+
+def _split_table(config: dict[str, Any], org_id: str) -> tuple[str, str]:
+    table = config["table"]
+    if config.get("connection"):
+        schema, _, name = table.rpartition(".")
+        return schema or "public", name
+    return org_schema(org_id), table
+
+
+async def table_columns(conn: psycopg.AsyncConnection[Any], schema: str, table: str) -> set[str]:
+    cursor = await conn.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s",
+        (schema, table),
+    )
+    return {row[0] for row in await cursor.fetchall()}
+
+
+async def unique_column_sets(
+    conn: psycopg.AsyncConnection[Any], schema: str, table: str
+) -> list[set[str]]:
+    cursor = await conn.execute(
+        "SELECT array_agg(a.attname::text) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) "
+        "WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND i.indpred IS NULL "
+        "GROUP BY i.indexrelid",
+        (schema, table),
+    )
+    return [set(row[0]) for row in await cursor.fetchall()]
+
+
+async def check_against_table(
+    conn: psycopg.AsyncConnection[Any], config: dict[str, Any], org_id: str
+) -> None:
+    """The create-time check against the real table: it exists, conflictFields are columns,
+    and an upsert has a unique index on exactly them. Raises ConfigError."""
+    schema, table = _split_table(config, org_id)
+    columns = await table_columns(conn, schema, table)
+    if not columns:
+        raise ConfigError(("config", "table"), f"table {schema}.{table} does not exist")
+    fields = config.get("conflictFields") or []
+    for index, name in enumerate(fields):
+        if name not in columns:
+            raise ConfigError(
+                ("config", "conflictFields", index), f"{table} has no column {name!r}"
+            )
+    if config.get("operation", "insert") == "upsert":
+        if set(fields) not in await unique_column_sets(conn, schema, table):
+            raise ConfigError(
+                ("config", "conflictFields"),
+                f"{table} has no unique index or primary key on exactly ({', '.join(fields)})",
+            )
+
+
+class DatabaseDestination:
+    type = "database"
+
+    def __init__(self) -> None:
+        self._columns: dict[tuple[str, str, str], tuple[float, set[str]]] = {}
+
+    def validate(self, config: dict[str, Any]) -> None:
+        for key in config:
+            if key not in _KEYS:
+                raise ConfigError(("config", key), "unknown field")
+        table = config.get("table")
+        connection = config.get("connection")
+        if connection is not None and (
+            not isinstance(connection, str) or not SECRET_REF.fullmatch(connection)
+        ):
+            raise ConfigError(
+                ("config", "connection"), "must be a secret reference like ${secrets.NAME}"
+            )
+        parts = table.split(".") if isinstance(table, str) else []
+        allowed_parts = 2 if connection else 1
+        if not parts or len(parts) > allowed_parts or not all(_IDENT.match(p) for p in parts):
+            raise ConfigError(
+                ("config", "table"),
+                "must be a table name (letters, digits, _)"
+                + ("" if connection else "; the platform database allows no schema prefix"),
+            )
+        operation = config.get("operation", "insert")
+        if operation not in OPERATIONS:
+            raise ConfigError(("config", "operation"), f"must be one of {', '.join(OPERATIONS)}")
+        fields = config.get("conflictFields")
+        if operation in ("upsert", "update") and not fields:
+            raise ConfigError(("config", "conflictFields"), f"is required for {operation}")
+        if fields is not None:
+            if not isinstance(fields, list):
+                raise ConfigError(("config", "conflictFields"), "must be a list of column names")
+            for index, name in enumerate(fields):
+                if not isinstance(name, str) or not _IDENT.match(name):
+                    raise ConfigError(("config", "conflictFields", index), "not a column name")
+        validate_retry_policy(config)
+
+    async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None:
+        if not delivery.items:
+            return
+        config = ctx.config
+        try:
+            if config.get("connection"):
+                dsn = config["connection"]
+                await _check_dsn_host(dsn, ctx.settings.allow_private_urls)
+                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                    await self._write(conn, ctx, dsn, delivery)
+            else:
+                async with ctx.db.pool.connection() as conn:
+                    await self._write(conn, ctx, "platform", delivery)
+        except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError) as exc:
+            raise DeliveryError(f"database rejected the rows: {exc}", retryable=False) from None
+        except psycopg.Error as exc:
+            raise DeliveryError(f"database unavailable: {exc}") from None
+
+    async def _columns_of(
+        self, conn: psycopg.AsyncConnection[Any], key: str, schema: str, table: str
+    ) -> set[str]:
+        cached = self._columns.get((key, schema, table))
+        if cached and time.monotonic() - cached[0] < _COLUMN_TTL_S:
+            return cached[1]
+        columns = await table_columns(conn, schema, table)
+        self._columns[(key, schema, table)] = (time.monotonic(), columns)
+        return columns
+
+    async def _write(
+        self, conn: psycopg.AsyncConnection[Any], ctx: DeliveryContext, key: str, delivery: Delivery
+    ) -> None:
+        config = ctx.config
+        schema, table = _split_table(config, ctx.org_id)
+        columns = await self._columns_of(conn, key, schema, table)
+        if not columns:
+            raise DeliveryError(f"table {schema}.{table} does not exist", retryable=False)
+        operation = config.get("operation", "insert")
+        fields: list[str] = list(config.get("conflictFields") or [])
+        rows = [item.value for item in delivery.items]
+        if operation != "insert":
+            # One statement cannot touch a row twice: keep the latest output per key.
+            latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+            for row in rows:
+                latest[tuple(json.dumps(row.get(f), default=str) for f in fields)] = row
+            rows = list(latest.values())
+        names: list[str] = []
+        for row in rows:
+            for name in row:
+                if name not in names:
+                    names.append(name)
+        unknown = [n for n in names if n not in columns]
+        if unknown:
+            raise DeliveryError(
+                f"{table} has no column(s) {', '.join(sorted(unknown))}", retryable=False
+            )
+        target = sql.Identifier(schema, table)
+        cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+        payload = json.dumps(rows, separators=(",", ":"), default=str)
+        if operation == "update":
+            updates = [n for n in names if n not in fields] or names
+            statement = sql.SQL(
+                "UPDATE {t} AS t SET {sets} FROM jsonb_populate_recordset(NULL::{t}, %s::jsonb) "
+                "AS v WHERE {match}"
+            ).format(
+                t=target,
+                sets=sql.SQL(", ").join(
+                    sql.SQL("{c} = v.{c}").format(c=sql.Identifier(n)) for n in updates
+                ),
+                match=sql.SQL(" AND ").join(
+                    sql.SQL("t.{c} = v.{c}").format(c=sql.Identifier(f)) for f in fields
+                ),
+            )
+        else:
+            statement = sql.SQL(
+                "INSERT INTO {t} ({cols}) SELECT {cols} "
+                "FROM jsonb_populate_recordset(NULL::{t}, %s::jsonb)"
+            ).format(t=target, cols=cols)
+            if operation == "upsert":
+                updates = [n for n in names if n not in fields]
+                conflict = sql.SQL(", ").join(sql.Identifier(f) for f in fields)
+                if updates:
+                    statement += sql.SQL(" ON CONFLICT ({k}) DO UPDATE SET {sets}").format(
+                        k=conflict,
+                        sets=sql.SQL(", ").join(
+                            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(n))
+                            for n in updates
+                        ),
+                    )
+                else:
+                    statement += sql.SQL(" ON CONFLICT ({k}) DO NOTHING").format(k=conflict)
+        await conn.execute(statement, (payload,))
+
+
+async def _check_dsn_host(dsn: str, allow_private: bool) -> None:
+    try:
+        info = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise DeliveryError(
+            f"connection secret is not a valid DSN: {exc}", retryable=False
+        ) from None
+    hosts = str(info.get("host") or "localhost").split(",")
+    port = str(info.get("port") or "5432").split(",")[0]
+    for host in hosts:
+        if host.startswith("/"):
+            if not allow_private:
+                raise DeliveryError("unix-socket connections are not allowed", retryable=False)
+            continue
+        try:
+            await netguard.check_outbound_url(f"http://{host}:{port}/", allow_private=allow_private)
+        except netguard.UnsafeURLError as exc:
+            raise DeliveryError(f"refused database host: {exc}", retryable=False) from None
+
+
+register_destination(DatabaseDestination())

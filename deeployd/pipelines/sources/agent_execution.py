@@ -1,0 +1,80 @@
+"""The `agent_execution` source: agent run events from the event log, routed into pipelines.
+
+The agent-runs engineer publishes Command Center events on stream `org:<orgId>`; every run
+lifecycle event (`run:started`, `run:status_changed`, `run:completed`, `run:error`) carries `run`,
+the run record. The source router (deeployd/pipelines/sources/router.py) reads those events after
+its durable cursor and ingests, per matching pipeline, the item `{**run, "eventType": type}` with
+dedup key `event:<eventId>` — so a re-read after a crash never appends an event twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from deeployd.pipelines.sources.common import SourceModel, parse_source
+
+LIFECYCLE_TYPES = ("run:started", "run:status_changed", "run:completed", "run:error")
+# Other Command Center run events a pipeline may opt into with `eventTypes` (they carry no `run`
+# record; their item is the event's own fields).
+OTHER_RUN_TYPES = (
+    "run:progress",
+    "run:tool_started",
+    "run:tool_completed",
+    "run:llm_call",
+    "run:memory_op",
+)
+ROUTABLE_TYPES = LIFECYCLE_TYPES + OTHER_RUN_TYPES
+# Every lifecycle transition of a run (queued->running, running<->input-required, ->completed,
+# ->failed, ->cancelled) is published exactly once as `run:status_changed`; `run:started`,
+# `run:completed` and `run:error` repeat some of those transitions. Routing all four by default
+# would put a completed run into a pipeline twice (the docs' example would count every
+# completion twice), so the default is the one type that covers each transition once.
+DEFAULT_TYPES = ("run:status_changed",)
+
+EventType = Literal[
+    "run:started",
+    "run:status_changed",
+    "run:completed",
+    "run:error",
+    "run:progress",
+    "run:tool_started",
+    "run:tool_completed",
+    "run:llm_call",
+    "run:memory_op",
+]
+
+
+class AgentExecutionSource(SourceModel):
+    type: Literal["agent_execution"]
+    agent_ids: list[str] | None = Field(default=None, max_length=1000)
+    event_types: list[EventType] | None = Field(default=None, min_length=1)
+
+
+def validate(source: dict[str, Any]) -> None:
+    parse_source(AgentExecutionSource, source)
+
+
+def item_for(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline item for one event: the run record (or the event's fields) plus eventType."""
+    run = data.get("run")
+    if isinstance(run, dict):
+        item = {**run, "eventType": event_type}
+        if "previousStatus" in data:
+            item["previousStatus"] = data["previousStatus"]
+        return item
+    fields = {k: v for k, v in data.items() if k != "type"}
+    return {**fields, "eventType": event_type}
+
+
+def matches(source: dict[str, Any], event_type: str, data: dict[str, Any]) -> bool:
+    wanted = source.get("eventTypes") or DEFAULT_TYPES
+    if event_type not in wanted:
+        return False
+    agent_ids = source.get("agentIds")
+    if agent_ids:
+        run = data.get("run")
+        agent = data.get("agentId") or (run.get("agentId") if isinstance(run, dict) else None)
+        return agent in agent_ids
+    return True

@@ -1,0 +1,138 @@
+"""What the pipeline API calls when a pipeline's life changes (the hooks the sources need).
+
+| API route (platform engineer)          | call                                              |
+|----------------------------------------|---------------------------------------------------|
+| POST /pipelines (validation, -> 422)   | `await check_source(services, org_id, source)`    |
+| POST /pipelines (after the row commits)| `await on_pipeline_created(services, org_id, id, source)` |
+| POST /pipelines/:id/start              | `await on_pipeline_started(services, org_id, id, source)` |
+| POST /pipelines/:id/pause              | `await on_pipeline_paused(services, org_id, id, source)`  |
+| POST /pipelines/:id/resume             | `await on_pipeline_resumed(services, org_id, id, source)` |
+| POST /pipelines/:id/stop               | `await on_pipeline_stopped(services, org_id, id, source)` |
+| DELETE /pipelines/:id                  | `await on_pipeline_deleted(services, org_id, id, source)` |
+| PUT/PATCH (source changed, running)    | `on_pipeline_stopped(old source)` then `on_pipeline_started(new)` |
+
+Every hook is idempotent (safe to call twice, e.g. on a retried request) and a no-op for source
+types that need nothing. `check_source`/`on_pipeline_started` raise FastAPI's
+`RequestValidationError` with loc ("body", "source", ...) — the shared handler renders a 422
+such as `errors: ["source.table: table pipeline_org_x.orders does not exist"]`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from deeployd.pipelines.destinations.base import ConfigError
+from deeployd.pipelines.sources import api_event, database_change, schedule
+
+if TYPE_CHECKING:
+    from deeployd.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def _prefixed(exc: ConfigError) -> Exception:
+    from fastapi.exceptions import RequestValidationError
+
+    return RequestValidationError(
+        [{"loc": ("body", "source", *exc.loc), "msg": exc.msg, "type": "value_error"}]
+    )
+
+
+async def check_source(services: Services, org_id: str, source: dict[str, Any]) -> None:
+    """Checks that need I/O (the CDC table exists); RequestValidationError on ("body", "source", ...)."""
+    if source.get("type") == "database_change":
+        try:
+            await database_change.check(services, org_id, source)
+        except ConfigError as exc:
+            raise _prefixed(exc) from None
+
+
+async def on_pipeline_created(
+    services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
+) -> None:
+    """Remember where the event log stands: events published before now are never routed."""
+    async with services.db.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO pipeline_source_state (pipeline_id, org_id, start_event_id) "
+            "SELECT %s, %s, coalesce(max(id), 0) FROM events "
+            "ON CONFLICT (pipeline_id) DO NOTHING",
+            (pipeline_id, org_id),
+        )
+
+
+async def on_pipeline_started(
+    services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
+) -> None:
+    await on_pipeline_created(services, org_id, pipeline_id, source)  # if the API skipped it
+    kind = source.get("type")
+    if kind == "api_event":
+        api_event.invalidate(org_id)
+    if kind == "database_change":
+        try:
+            await database_change.install_trigger(services, org_id, pipeline_id, source)
+        except ConfigError as exc:
+            raise _prefixed(exc) from None
+    elif kind == "schedule":
+        await schedule.upsert_schedule(
+            services.require_temporal(), services.settings.task_queue, org_id, pipeline_id, source
+        )
+
+
+async def on_pipeline_paused(
+    services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
+) -> None:
+    # CDC keeps capturing while paused (paused pipelines accept items and deliver on resume);
+    # a schedule stops ticking.
+    if source.get("type") == "schedule":
+        await schedule.pause_schedule(services.require_temporal(), pipeline_id, paused=True)
+
+
+async def on_pipeline_resumed(
+    services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
+) -> None:
+    if source.get("type") == "schedule":
+        await schedule.pause_schedule(services.require_temporal(), pipeline_id, paused=False)
+
+
+async def on_pipeline_stopped(
+    services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
+) -> None:
+    kind = source.get("type")
+    if kind == "api_event":
+        api_event.invalidate(org_id)
+    if kind == "database_change":
+        try:
+            await database_change.remove_trigger(services, org_id, pipeline_id, source)
+        except Exception:  # the watched database may be gone; stopping must still succeed
+            log.warning("could not drop the CDC trigger of pipeline %s", pipeline_id, exc_info=True)
+    elif kind == "schedule":
+        await schedule.delete_schedule(services.require_temporal(), pipeline_id)
+
+
+async def on_pipeline_updated(
+    services: Services,
+    org_id: str,
+    pipeline_id: str,
+    old_source: dict[str, Any],
+    new_source: dict[str, Any],
+    status: str,
+) -> None:
+    """A running/paused pipeline whose source changed: tear the old source down, set up the new."""
+    if old_source == new_source or status not in ("running", "paused"):
+        return
+    await on_pipeline_stopped(services, org_id, pipeline_id, old_source)
+    await on_pipeline_started(services, org_id, pipeline_id, new_source)
+    if status == "paused":
+        await on_pipeline_paused(services, org_id, pipeline_id, new_source)
+
+
+async def on_pipeline_deleted(
+    services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
+) -> None:
+    await on_pipeline_stopped(services, org_id, pipeline_id, source)
+    async with services.db.pool.connection() as conn:
+        await conn.execute(
+            "DELETE FROM pipeline_source_state WHERE pipeline_id = %s AND org_id = %s",
+            (pipeline_id, org_id),
+        )

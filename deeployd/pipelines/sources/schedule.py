@@ -1,0 +1,158 @@
+"""The `schedule` source: one Temporal Schedule per pipeline that ingests an item on every tick.
+
+The schedule `pipeline-schedule-<pipelineId>` is created when the pipeline starts, paused and
+unpaused with it, and deleted when it stops or is deleted. Each tick starts
+`PipelineScheduleTickWorkflow`, whose activity ingests `{**payload, "scheduledAt": <ISO time>}`
+with dedup key `schedule:<scheduled time>` — a tick that is retried (or re-run by Temporal's
+catch-up) can never add a second item for the same instant.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from deeployd import temporal
+from deeployd.pipelines.sources.common import SourceModel, parse_source
+
+MIN_INTERVAL_MS = 1000  # Temporal schedules have one-second resolution
+MAX_PAYLOAD_BYTES = 16 * 1024  # the payload rides in the schedule's action: keep it small
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#LW-]+$")
+_CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+
+class ScheduleSource(SourceModel):
+    type: Literal["schedule"]
+    cron: str | None = Field(default=None, max_length=200)
+    interval_ms: int | None = Field(default=None, ge=MIN_INTERVAL_MS, le=366 * 24 * 3600 * 1000)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> ScheduleSource:
+        if (self.cron is None) == (self.interval_ms is None):
+            raise ValueError("exactly one of 'cron' or 'intervalMs' is required")
+        return self
+
+
+def validate(source: dict[str, Any]) -> None:
+    from deeployd.pipelines.destinations.base import ConfigError
+
+    parsed = parse_source(ScheduleSource, source)
+    if parsed.cron is not None:
+        cron = parsed.cron.strip()
+        fields = cron.split()
+        ok = cron in _CRON_MACROS or (
+            len(fields) in (5, 6, 7) and all(_CRON_FIELD.match(f) for f in fields)
+        )
+        if not ok:
+            raise ConfigError(
+                ("cron",),
+                "not a cron expression: use 5 fields 'minute hour day-of-month month "
+                "day-of-week' (e.g. '*/5 * * * *') or @hourly/@daily/...",
+            )
+    import json
+
+    if len(json.dumps(parsed.payload, default=str)) > MAX_PAYLOAD_BYTES:
+        raise ConfigError(("payload",), f"must be at most {MAX_PAYLOAD_BYTES} bytes of JSON")
+
+
+def schedule_id(pipeline_id: str) -> str:
+    return f"pipeline-schedule-{pipeline_id}"
+
+
+def _schedule(org_id: str, pipeline_id: str, source: dict[str, Any], task_queue: str) -> Schedule:
+    from workflows.pipeline_sources import PipelineScheduleTickWorkflow, ScheduleTickInput
+
+    cron = source.get("cron")
+    spec = (
+        ScheduleSpec(cron_expressions=[cron])
+        if cron
+        else ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(milliseconds=source["intervalMs"]))]
+        )
+    )
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            PipelineScheduleTickWorkflow.run,
+            ScheduleTickInput(
+                org_id=org_id, pipeline_id=pipeline_id, payload=source.get("payload") or {}
+            ),
+            id=f"pipeline-tick-{pipeline_id}",
+            task_queue=task_queue,
+            typed_search_attributes=temporal_attributes(org_id, pipeline_id),
+        ),
+        spec=spec,
+        # A tick that is still running (e.g. backpressure retries) is not doubled up; missed
+        # ticks during an outage are caught up for at most a minute, not replayed for hours.
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=1)
+        ),
+        state=ScheduleState(note=f"source of pipeline {pipeline_id}"),
+    )
+
+
+def temporal_attributes(org_id: str, pipeline_id: str) -> Any:
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(temporal.ORG_ID, org_id),
+            SearchAttributePair(temporal.PIPELINE_ID, pipeline_id),
+        ]
+    )
+
+
+async def upsert_schedule(
+    client: Client, task_queue: str, org_id: str, pipeline_id: str, source: dict[str, Any]
+) -> None:
+    """Create the pipeline's schedule, or bring an existing one up to date and unpause it."""
+    schedule = _schedule(org_id, pipeline_id, source, task_queue)
+    try:
+        await client.create_schedule(schedule_id(pipeline_id), schedule)
+        return
+    except ScheduleAlreadyRunningError:
+        pass
+
+    def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
+        return ScheduleUpdate(schedule=schedule)
+
+    handle = client.get_schedule_handle(schedule_id(pipeline_id))
+    await handle.update(update)
+    await handle.unpause(note="pipeline started")
+
+
+async def pause_schedule(client: Client, pipeline_id: str, *, paused: bool) -> None:
+    handle = client.get_schedule_handle(schedule_id(pipeline_id))
+    try:
+        if paused:
+            await handle.pause(note="pipeline paused")
+        else:
+            await handle.unpause(note="pipeline resumed")
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
+async def delete_schedule(client: Client, pipeline_id: str) -> None:
+    try:
+        await client.get_schedule_handle(schedule_id(pipeline_id)).delete()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise

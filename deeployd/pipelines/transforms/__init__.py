@@ -1,0 +1,24 @@
+"""The pipeline transform engine (contract P-ENGINE): pure Python, no I/O, deterministic.
+
+    chain = compile_chain(pipeline["transforms"])          # raises ConfigError(loc, msg)
+    state = chain.initial_state()
+    out = chain.process(state, items, now_ms)              # -> ChainOutput(outputs, filtered, late, failed, state)
+    out = chain.advance(out.state, now_ms)                 # when now_ms >= chain.next_deadline_ms(state)
+    out = chain.flush(out.state)                           # on stop
+
+Semantics of every transform: docs/pipelines-transforms.md.
+"""
+
+from .chain import TransformChain, compile_chain
+from .errors import ConfigError
+from .model import ChainOutput, ChainState, Item, OutItem
+
+__all__ = [
+    "ChainOutput",
+    "ChainState",
+    "ConfigError",
+    "Item",
+    "OutItem",
+    "TransformChain",
+    "compile_chain",
+]

@@ -1,0 +1,72 @@
+"""`client.runs`: find runs, follow one, approve its tool calls, cancel it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from deeployd.sdk.agent_events import RUN_END_TYPES, AgentEvent
+
+if TYPE_CHECKING:
+    from deeployd.sdk.client import Client
+
+
+class Runs:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def get(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._client.request("GET", f"/api/runs/{run_id}")
+        return result
+
+    async def list(
+        self,
+        *,
+        agent_id: str | None = None,
+        conversation_id: str | None = None,
+        status: str | None = None,
+        since: datetime | str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if agent_id:
+            params["agentId"] = agent_id
+        if conversation_id:
+            params["conversationId"] = conversation_id
+        if status:
+            params["status"] = status
+        if since is not None:
+            params["since"] = since.isoformat() if isinstance(since, datetime) else since
+        result: list[dict[str, Any]] = await self._client.request("GET", "/api/runs", params=params)
+        return result
+
+    async def approve(
+        self, run_id: str, tool_call_id: str, approved: bool = True, comment: str | None = None
+    ) -> dict[str, Any]:
+        """Approve (or, with approved=False, reject) a tool call the run waits on."""
+        body: dict[str, Any] = {"toolCallId": tool_call_id, "approved": approved}
+        if comment is not None:
+            body["comment"] = comment
+        result: dict[str, Any] = await self._client.request(
+            "POST", f"/api/runs/{run_id}/approve", json=body
+        )
+        return result
+
+    async def reject(self, run_id: str, tool_call_id: str, comment: str | None = None) -> Any:
+        return await self.approve(run_id, tool_call_id, False, comment)
+
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._client.request("POST", f"/api/runs/{run_id}/cancel")
+        return result
+
+    async def stream(
+        self, run_id: str, *, last_event_id: int | None = None
+    ) -> AsyncIterator[AgentEvent]:
+        """The run's events from its beginning (or after `last_event_id`) until done/error."""
+        async for event in self._client.stream(
+            f"/api/runs/{run_id}/stream",
+            last_event_id=last_event_id if last_event_id is not None else 0,
+            stop_types=RUN_END_TYPES,
+        ):
+            yield AgentEvent.of(event)

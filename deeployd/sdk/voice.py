@@ -1,0 +1,73 @@
+"""`client.voice`: text-to-speech as a stream of audio bytes, voices, usage, run speech."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from deeployd.sdk.client import Client
+
+
+class VoiceApi:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def tts_stream(
+        self,
+        text: str,
+        voice: str = "alloy",
+        format: str = "mp3",
+        *,
+        speed: float | None = None,
+        provider: str | None = None,
+        language: str | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Audio bytes as the server synthesises them (each chunk ends on a frame boundary).
+
+        `async for chunk in client.voice.tts_stream("Hello!", voice="nova"): player.feed(chunk)`
+        """
+        body: dict[str, Any] = {"text": text, "voice": voice, "format": format}
+        for key, value in (("speed", speed), ("provider", provider), ("language", language)):
+            if value is not None:
+                body[key] = value
+        async for chunk in self._audio("POST", "/api/voice/tts/stream", json=body):
+            yield chunk
+
+    async def run_speech(
+        self, run_id: str, voice: str = "alloy", format: str = "mp3", **params: Any
+    ) -> AsyncIterator[bytes]:
+        """Audio of a run's answer, sentence by sentence while its tokens arrive."""
+        query = {"voice": voice, "format": format, **{k: str(v) for k, v in params.items()}}
+        async for chunk in self._audio("GET", f"/api/runs/{run_id}/speech", params=query):
+            yield chunk
+
+    async def voices(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._client.request("GET", "/api/voice/voices")
+        return result
+
+    async def usage(self, since: str | None = None) -> dict[str, Any]:
+        params = {"since": since} if since else None
+        result: dict[str, Any] = await self._client.request(
+            "GET", "/api/voice/usage", params=params
+        )
+        return result
+
+    async def _audio(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[bytes]:
+        from deeployd.sdk.client import ApiError
+
+        # No overall deadline: a long text is a long stream. Each read may wait up to 60 s.
+        timeout = httpx.Timeout(30.0, read=60.0)
+        async with self._client.http.stream(method, path, timeout=timeout, **kwargs) as response:
+            if response.status_code >= 400:
+                raw = await response.aread()
+                try:
+                    detail: Any = response.json()
+                except ValueError:
+                    detail = raw.decode("utf-8", "replace")
+                raise ApiError(response.status_code, detail)
+            async for chunk in response.aiter_raw():
+                if chunk:
+                    yield chunk

@@ -1,0 +1,393 @@
+"""One A2A task: the agent's run from `submitted` to `completed | failed | canceled | rejected`,
+pausing in `input-required` whenever the agent needs a person.
+
+Id `a2a-task-<taskId>`; search attributes DeeploydOrgId / DeeploydAgentId / DeeploydContextId
+and DeeploydStatus (the task's A2A state, kept current); memo `agentId`, `contextId`.
+
+The agent runs through the agent-run activities (claim, model calls, tools, finish) — the same
+rows, Command Center events and `run:<runId>` token stream as a chat run — while this workflow
+owns the A2A side: the task's state, its question when it needs input, and its artifacts, which
+the activities stream as chunks on `task:<taskId>`. Follow-up messages arrive as the
+`follow_up` update (validated, so a message for a task that is not waiting is refused before it
+reaches history). History stays bounded: at most MAX_TOOL_ROUNDS model calls per task.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from activities.a2a import (
+        A2AActivities,
+        BeginTaskInput,
+        ModelTurnInput,
+        PushInput,
+        SetStateInput,
+        TaskPlan,
+        TaskRef,
+        ToolCallInput,
+    )
+    from activities.agent_runs import (
+        AgentRunActivities,
+        CallModelInput,
+        ClaimRunInput,
+        ExecuteToolInput,
+        FinishRunInput,
+        RunRef,
+        SetStatusInput,
+        UsageTotals,
+    )
+    from deeployd import temporal as sa
+    from deeployd.a2a.store import message_data, message_text
+    from deeployd.a2a.tools import ASK_USER
+    from deeployd.agents.providers import ToolCall
+
+MAX_TOOL_ROUNDS = 10
+MODEL_HEARTBEAT_TIMEOUT = timedelta(seconds=3)
+CLAIM_RETRY = timedelta(seconds=2)
+_REJECT = re.compile(r"^\s*(no|nope|reject|rejected|deny|denied|don't|do not|cancel)\b", re.I)
+
+_MODEL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=20),
+    maximum_attempts=4,
+)
+_TOOL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+)
+_BOOKKEEPING_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5)
+)
+# Push receivers may be down for a while; a task does not wait for them forever.
+_PUSH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=8,
+)
+
+
+class A2ATaskInput(BaseModel):
+    task: TaskRef
+
+
+class TaskOutcome(BaseModel):
+    state: str
+    text: str | None = None
+
+
+class FollowUpInput(BaseModel):
+    message: dict[str, Any]  # the caller's A2A Message JSON
+
+
+class FollowUpAccepted(BaseModel):
+    task_id: str
+    state: str
+
+
+class TaskSnapshot(BaseModel):
+    state: str
+    question: str | None = None
+    turn: int
+    pending_tool: str | None = None
+
+
+def workflow_id(task_id: str) -> str:
+    return f"a2a-task-{task_id}"
+
+
+@workflow.defn
+class A2ATaskWorkflow:
+    def __init__(self) -> None:
+        self._state = "submitted"
+        self._inbox: list[dict[str, Any]] = []
+        self._question: str | None = None
+        self._pending: ToolCall | None = None
+        self._turn = 0
+        self._totals = UsageTotals()
+        self._answer = ""
+        self._answer_started = False
+        self._push_cursor = 0
+        self._has_push = False
+        self._ref: TaskRef | None = None
+
+    # --- messages from outside ------------------------------------------------------------
+
+    @workflow.update
+    def follow_up(self, request: FollowUpInput) -> FollowUpAccepted:
+        self._inbox.append(request.message)
+        return FollowUpAccepted(task_id=self._ref.task_id if self._ref else "", state="working")
+
+    @follow_up.validator
+    def _validate_follow_up(self, request: FollowUpInput) -> None:
+        if self._state != "input-required" or self._inbox:
+            raise ValueError(f"the task is not waiting for input (state {self._state})")
+
+    @workflow.query
+    def state(self) -> TaskSnapshot:
+        return TaskSnapshot(
+            state=self._state,
+            question=self._question,
+            turn=self._turn,
+            pending_tool=self._pending.name if self._pending else None,
+        )
+
+    # --- the task ---------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, request: A2ATaskInput) -> TaskOutcome:
+        ref = self._ref = request.task
+        run: RunRef | None = None
+        try:
+            plan = await self._activity(
+                A2AActivities.begin_task, BeginTaskInput(task=ref), timeout_s=60
+            )
+            if plan.rejected or plan.run is None:
+                await self._set_state("rejected", agent_text=plan.reason)
+                return TaskOutcome(state="rejected", text=plan.reason)
+            run = plan.run
+            self._has_push = plan.has_push
+            self._state = "working"
+            self._upsert_status("working")
+            if not plan.claimed:
+                await self._claim(run)
+            await self._push()
+            text = await self._loop(run, plan)
+        except BaseException as exc:
+            if is_cancelled_exception(exc):
+                await self._end(run, "canceled", error="the task was canceled")
+                raise
+            message, code = _describe(exc)
+            await self._end(run, "failed", error=message, code=code)
+            raise ApplicationError(message, type=code, non_retryable=True) from None
+        await self._end(run, "completed", text=text)
+        return TaskOutcome(state="completed", text=text)
+
+    async def _claim(self, run: RunRef) -> None:
+        # A context's conversation may still be busy with another task's run: wait our turn.
+        while True:
+            claimed = await self._activity(
+                AgentRunActivities.claim_run, ClaimRunInput(run=run), timeout_s=30
+            )
+            if claimed.claimed:
+                return
+            if claimed.status in ("completed", "failed", "cancelled"):
+                raise ApplicationError("the run ended before it started", type="run_ended")
+            await workflow.sleep(CLAIM_RETRY)
+
+    async def _loop(self, run: RunRef, plan: TaskPlan) -> str:
+        assert self._ref is not None
+        for turn in range(MAX_TOOL_ROUNDS + 1):
+            self._turn = turn
+            result = await workflow.execute_activity_method(
+                A2AActivities.model_turn,
+                ModelTurnInput(
+                    task=self._ref,
+                    call=CallModelInput(run=run, turn=turn, totals=self._totals),
+                    artifact_id=self._artifact_id(),
+                    answer_started=self._answer_started,
+                ),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=MODEL_HEARTBEAT_TIMEOUT,
+                retry_policy=_MODEL_RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            self._totals = UsageTotals(
+                prompt_tokens=self._totals.prompt_tokens + result.prompt_tokens,
+                completion_tokens=self._totals.completion_tokens + result.completion_tokens,
+                cost=round(self._totals.cost + result.cost, 8),
+            )
+            if result.text:
+                self._answer += result.text
+                self._answer_started = True
+            if not result.tool_calls:
+                return self._answer
+            if turn == MAX_TOOL_ROUNDS:
+                break
+            for call in result.tool_calls:
+                await self._run_tool(run, plan, call)
+        raise ApplicationError(
+            f"the model kept calling tools after {MAX_TOOL_ROUNDS} rounds",
+            type="max_iterations",
+            non_retryable=True,
+        )
+
+    async def _run_tool(self, run: RunRef, plan: TaskPlan, call: ToolCall) -> None:
+        assert self._ref is not None
+        decision: Literal["auto", "approved", "rejected"] = "auto"
+        comment: str | None = None
+        if call.name == ASK_USER or call.name in plan.approval_required:
+            answer = await self._ask(run, call)
+            if call.name != ASK_USER:
+                data = message_data(answer)
+                text = message_text(answer)
+                approved = data.get("approved")
+                if not isinstance(approved, bool):
+                    approved = not _REJECT.match(text)
+                decision = "approved" if approved else "rejected"
+                comment = text or None
+            else:
+                decision = "approved"
+        try:
+            await workflow.execute_activity_method(
+                A2AActivities.tool_call,
+                ToolCallInput(
+                    task=self._ref,
+                    call=ExecuteToolInput(run=run, call=call, decision=decision, comment=comment),
+                ),
+                start_to_close_timeout=timedelta(minutes=6),
+                retry_policy=_TOOL_RETRY,
+            )
+        except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise
+            message, _ = _describe(exc)
+            await self._activity(
+                AgentRunActivities.execute_tool,
+                ExecuteToolInput(run=run, call=call, decision="failed", comment=message),
+                timeout_s=30,
+            )
+
+    async def _ask(self, run: RunRef, call: ToolCall) -> dict[str, Any]:
+        """input-required until a follow-up message arrives; returns that message."""
+        if call.name == ASK_USER:
+            question = str(call.arguments.get("question") or "The agent needs your input.")
+        else:
+            question = (
+                f"The agent wants to call {call.name} with {call.arguments}. "
+                "Reply 'yes' to approve or 'no' to reject (or send a data part "
+                '{"approved": true|false}).'
+            )
+        self._question, self._pending = question, call
+        await self._set_state(
+            "input-required",
+            agent_text=question,
+            run_status=SetStatusInput(run=run, status="input-required", approval_for=call),
+        )
+        await self._push()
+        await workflow.wait_condition(lambda: bool(self._inbox))
+        answer = self._inbox.pop(0)
+        self._question, self._pending = None, None
+        # The caller hears "working" before the run's own bookkeeping.
+        await self._set_state(
+            "working",
+            user_message=answer,
+            run_status=SetStatusInput(run=run, status="running"),
+        )
+        await self._push()
+        return answer
+
+    # --- bookkeeping --------------------------------------------------------------------------
+
+    def _artifact_id(self) -> str:
+        assert self._ref is not None
+        return f"{self._ref.task_id}-answer"
+
+    async def _set_state(
+        self,
+        state: str,
+        *,
+        agent_text: str | None = None,
+        user_message: dict[str, Any] | None = None,
+        error: str | None = None,
+        answer: str | None = None,
+        run_status: SetStatusInput | None = None,
+        finish_run: FinishRunInput | None = None,
+    ) -> None:
+        assert self._ref is not None
+        self._state = state
+        self._upsert_status(state)
+        result = await self._activity(
+            A2AActivities.set_state,
+            SetStateInput(
+                task=self._ref,
+                state=state,
+                agent_text=agent_text,
+                user_message=user_message,
+                error=error,
+                answer=answer,
+                artifact_id=self._artifact_id() if answer is not None else None,
+                run_status=run_status,
+                finish_run=finish_run,
+            ),
+            timeout_s=30,
+        )
+        self._has_push = self._has_push or result.has_push
+
+    async def _push(self) -> None:
+        """Deliver the task's new events to its push-notification configs, if it has any."""
+        if not self._has_push or self._ref is None:
+            return
+        try:
+            self._push_cursor = await workflow.execute_activity_method(
+                A2AActivities.push_notify,
+                PushInput(task=self._ref, after=self._push_cursor),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=_PUSH_RETRY,
+            )
+        except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise
+            workflow.logger.warning("push notifications undeliverable: %s", exc)
+
+    async def _end(
+        self,
+        run: RunRef | None,
+        state: str,
+        *,
+        text: str | None = None,
+        error: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        finish = None
+        if run is not None:
+            run_status: Literal["completed", "failed", "cancelled"] = (
+                "completed"
+                if state == "completed"
+                else "failed"
+                if state == "failed"
+                else "cancelled"
+            )
+            finish = FinishRunInput(
+                run=run, status=run_status, text=text, error=error, error_code=code
+            )
+        answer = text if state == "completed" and self._answer_started else None
+        await self._set_state(
+            state,
+            agent_text=error if state != "completed" else None,
+            error=error,
+            answer=answer,
+            finish_run=finish,
+        )
+        await self._push()
+
+    def _upsert_status(self, state: str) -> None:
+        workflow.upsert_search_attributes([sa.STATUS.value_set(state)])
+
+    async def _activity(self, method: Any, arg: Any, *, timeout_s: float) -> Any:
+        return await workflow.execute_activity_method(
+            method,
+            arg,
+            start_to_close_timeout=timedelta(seconds=timeout_s),
+            retry_policy=_BOOKKEEPING_RETRY,
+        )
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    cause: BaseException | None = exc
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, ApplicationError):
+        return cause.message, cause.type or "error"
+    return str(cause or exc) or type(exc).__name__, "error"

@@ -1,0 +1,27 @@
+"""Periodic re-evaluation of windowed alert rules, run by a Temporal Schedule.
+
+Run ends, rule changes and alert listings evaluate rules too; this sweep is what lets a windowed
+rule (e.g. "failed runs in the last 5 minutes") resolve when nothing else happens.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.agent_runs import AgentRunActivities, SweepAlertsInput
+
+
+@workflow.defn
+class AlertSweepWorkflow:
+    @workflow.run
+    async def run(self, request: SweepAlertsInput) -> int:
+        return await workflow.execute_activity_method(
+            AgentRunActivities.sweep_alert_rules,
+            request,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
