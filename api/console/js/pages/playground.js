@@ -64,7 +64,7 @@ export async function mount(root) {
           appendTokens(data.token);
           break;
         case "tool_call":
-          answer.append(h("div", { class: "tool", "data-tool-call": data.toolCallId }, `🔧 ${data.name}(${JSON.stringify(data.arguments)})`));
+          answer.append(h("div", { class: "tool", "data-tool-call": data.toolCallId }, `tool ${data.name}(${JSON.stringify(data.arguments)})`));
           textNode = document.createTextNode("");
           answer.append(textNode);
           break;
@@ -75,7 +75,7 @@ export async function mount(root) {
         }
         case "approval_required": {
           const box = h("div", { class: "tool approval", "data-approval": data.toolCallId },
-            `⏸ ${data.name} needs your approval: ${JSON.stringify(data.arguments)} `);
+            `${data.name} needs your approval: ${JSON.stringify(data.arguments)} `);
           const decide = async (approved) => {
             box.querySelectorAll("button").forEach((b) => { b.disabled = true; });
             await post(`/api/runs/${runId}/approve`, { toolCallId: data.toolCallId, approved });
