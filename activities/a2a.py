@@ -38,6 +38,7 @@ from deeployd.a2a.tools import ASK_USER
 from deeployd.agents.providers import ToolCall
 from deeployd.eventlog import EventFilter, read_events
 from deeployd.ids import new_id
+from deeployd.models.a2a import TERMINAL_STATES
 from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.services import Services
 
@@ -96,6 +97,7 @@ class SetStateInput(BaseModel):
 class StateResult(BaseModel):
     has_push: bool
     changed: bool
+    already_ended: bool = False  # the task had ended before: nothing was written
 
 
 class PushInput(BaseModel):
@@ -289,20 +291,35 @@ class A2AActivities:
 
     @activity.defn(name="a2a_set_state")
     async def set_state(self, request: SetStateInput) -> StateResult:
-        if request.finish_run is not None:
-            await self._runs.finish_run(request.finish_run)
-        result = await self._set_state(
-            request.task,
-            request.state,
-            agent_text=request.agent_text,
-            user_message=request.user_message,
-            error=request.error,
-            answer=request.answer,
-            artifact_id=request.artifact_id,
-        )
-        if request.run_status is not None:
-            await self._runs.set_status(request.run_status)
-        return result
+        """Move the task's state (and the run's status, or end the run, alongside).
+
+        A cancel can make the workflow start its final `set_state` while an earlier one is
+        still running (an activity is not interrupted), so the two are serialised per task by
+        an advisory lock, and an update that finds the task already ended writes nothing: the
+        run's final status is never overwritten by a stale `running`/`input-required`.
+        """
+        ref = request.task
+        async with self._pool.connection() as lock, lock.transaction():
+            await lock.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"a2a-task:{ref.task_id}",)
+            )
+            row = await store.get_task(self._pool, ref.org_id, ref.task_id)
+            if row is not None and row["state"] in TERMINAL_STATES:
+                return StateResult(has_push=False, changed=False, already_ended=True)
+            if request.finish_run is not None:
+                await self._runs.finish_run(request.finish_run)
+            result = await self._set_state(
+                ref,
+                request.state,
+                agent_text=request.agent_text,
+                user_message=request.user_message,
+                error=request.error,
+                answer=request.answer,
+                artifact_id=request.artifact_id,
+            )
+            if request.run_status is not None:
+                await self._runs.set_status(request.run_status)
+            return result
 
     async def _set_state(
         self,
@@ -327,7 +344,7 @@ class A2AActivities:
             configs = await store.push_configs(pool, ref.org_id, ref.task_id)
             return StateResult(has_push=bool(configs), changed=False)
         if before["state"] in ("completed", "failed", "canceled", "rejected"):
-            return StateResult(has_push=False, changed=False)
+            return StateResult(has_push=False, changed=False, already_ended=True)
         agent_message = None
         if agent_text is not None:
             agent_message = store.text_message(

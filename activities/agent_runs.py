@@ -8,10 +8,12 @@ provider straight to the event log through the coalescing publisher.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
-from typing import Any, Literal
+from collections.abc import AsyncGenerator
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field
 from temporalio import activity
@@ -26,6 +28,7 @@ from deeployd.agents.providers import (
     ChatMessage,
     ModelRequest,
     ProviderError,
+    ProviderEvent,
     TextDelta,
     ToolCall,
     ToolCallRequest,
@@ -49,6 +52,11 @@ HEARTBEAT_INTERVAL_S = 0.5
 _TERMINAL = ("completed", "failed", "cancelled")
 # After a cancel notice, how long the activity waits for Temporal's own cancellation.
 CANCEL_GRACE_S = 30.0
+# Bounded buffers: at most this many of a run's tokens wait for the event log at once (a slow
+# database slows the stream down instead of piling tokens up in memory) ...
+MAX_TOKENS_IN_FLIGHT = 1000
+# ... and an answer longer than this is cut off and the run fails (a runaway stream).
+MAX_ANSWER_CHARS = 2_000_000
 
 
 class RunRef(BaseModel):
@@ -80,16 +88,19 @@ class CallModelInput(BaseModel):
     run: RunRef
     turn: int
     totals: UsageTotals  # before this call; the activity writes totals + this call (idempotent)
+    # Return at most this much of the text (None: all of it). AgentRunWorkflow sets
+    # MAX_INLINE_TEXT and reads the whole answer from the messages table at the end.
+    max_inline_text: int | None = None
 
 
-# The workflow sees at most this much of an answer; the whole text is in the messages table
+# AgentRunWorkflow sees at most this much of an answer; the whole text is in the messages table
 # (a long answer must not bloat the workflow history — finish_run reads it from there).
 MAX_INLINE_TEXT = 4000
 
 
 class ModelTurn(BaseModel):
-    text: str  # the first MAX_INLINE_TEXT characters
-    text_chars: int = 0
+    text: str  # all of it, or the first `max_inline_text` characters
+    text_chars: int = 0  # the whole text's length
     tool_calls: list[ToolCall] = Field(default_factory=list)
     prompt_tokens: int
     completion_tokens: int
@@ -355,10 +366,14 @@ class AgentRunActivities:
         usage: UsageReport | None = None
         prompt_estimate = sum(estimate_tokens(m.content or "") for m in model_request.messages)
         totals = request.totals
+        in_flight: collections.deque[asyncio.Future[int]] = collections.deque()
+        chars = 0
         try:
             async with (
                 self._cancels.watch(ref.run_id) as cancel_notice,
-                contextlib.aclosing(provider.stream(model_request)) as stream,
+                contextlib.aclosing(
+                    cast(AsyncGenerator[ProviderEvent, None], provider.stream(model_request))
+                ) as stream,
             ):
                 async for item in stream:
                     if cancel_notice.is_set():
@@ -367,10 +382,22 @@ class AgentRunActivities:
                         if first_token_at is None:
                             first_token_at = time.monotonic()
                         parts.append(item.text)
+                        chars += len(item.text)
+                        if chars > MAX_ANSWER_CHARS:
+                            raise _non_retryable(
+                                f"the answer exceeded {MAX_ANSWER_CHARS} characters",
+                                "answer_too_long",
+                            )
                         if skip:
                             skip -= 1
                         else:
-                            events.chat(ev.TOKEN, {"token": item.text, "turn": request.turn})
+                            in_flight.append(
+                                events.chat(ev.TOKEN, {"token": item.text, "turn": request.turn})
+                            )
+                            if len(in_flight) > MAX_TOKENS_IN_FLIGHT:
+                                await in_flight.popleft()
+                            while in_flight and in_flight[0].done():
+                                in_flight.popleft()
                         now = time.monotonic()
                         if now - last_progress >= PROGRESS_INTERVAL_S:
                             last_progress = now
@@ -456,7 +483,7 @@ class AgentRunActivities:
         )
         await events.flush()
         return ModelTurn(
-            text=text[:MAX_INLINE_TEXT],
+            text=text if request.max_inline_text is None else text[: request.max_inline_text],
             text_chars=len(text),
             tool_calls=calls,
             prompt_tokens=prompt_tokens,

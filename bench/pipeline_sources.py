@@ -89,6 +89,21 @@ def status_events(org_id: str, agent: str, n: int) -> list[tuple[str, str, str, 
     return events
 
 
+async def make_org(db_url: str) -> tuple[str, str]:
+    from deeployd.db import Database
+    from deeployd.models.organization import Scope
+    from deeployd.orgs import create_api_key, get_or_create_org
+
+    db = Database(db_url, pool_size=1)
+    try:
+        async with db.session() as session:
+            org = await get_or_create_org(session, f"bench-sources-{uuid.uuid4().hex[:8]}")
+            _, key = await create_api_key(session, org.id, "bench", [Scope.admin])
+    finally:
+        await db.close()
+    return org.id, key
+
+
 async def create_running(http: httpx.AsyncClient, url: str, source: dict[str, Any]) -> str:
     response = await http.post(
         "/api/streaming/pipelines",
@@ -158,8 +173,6 @@ async def main(args: argparse.Namespace) -> None:
         server_task = asyncio.create_task(server.serve())
         while not server.started:  # noqa: ASYNC110 (uvicorn exposes a flag, not an event)
             await asyncio.sleep(0.02)
-        from bench.pipeline_throughput import make_org
-
         org_id, key = await make_org(postgres.url)
         url = postgres.url
         async with (

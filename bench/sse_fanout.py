@@ -1,6 +1,6 @@
 """SSE fan-out benchmark: the event log -> EventBus -> EventStreamer -> uvicorn path, end to end.
 
-    .venv/bin/python bench/sse_fanout.py            # default run, about 1.5 minutes
+    .venv/bin/python bench/sse_fanout.py            # default run, about 1 minute
     .venv/bin/python bench/sse_fanout.py --quick    # smaller sizes, for a smoke run
 
 Two scenarios, every part a separate process as in production (2 cores are shared by all of them):
@@ -14,7 +14,8 @@ Two scenarios, every part a separate process as in production (2 cores are share
 (b) 1,000 readers of one stream on ONE API process, fed at `--rate` events/s, measured against a
     bare sse-starlette endpoint (a tiny Starlette app, same uvicorn, per-subscriber asyncio queues
     filled by an in-process producer at the same rate): the ceiling of the HTTP/SSE stack, with
-    no database, no auth and no event bus.
+    no database, no auth and no event bus. Both servers run throughout and `--rounds` rounds
+    alternate between them, so both see the same background load.
 
 Readers are raw asyncio protocols in a separate client process (an HTTP/1.1 request, then
 incremental de-chunking and a regex over complete SSE lines), so the API process is measured
@@ -561,7 +562,7 @@ async def scenario_a(ctx: Stack, opts: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-async def round_b_deeployd(ctx: Stack, opts: argparse.Namespace) -> Round:
+async def round_b_deeployd(ctx: Stack, opts: argparse.Namespace, rate: float) -> Round:
     """One round of (b) on the API: readers connect, a producer process publishes at the rate."""
     stream = f"pipeline:bench-b-{uuid.uuid4().hex[:8]}"
     readers, _ = await _start_readers(
@@ -570,7 +571,7 @@ async def round_b_deeployd(ctx: Stack, opts: argparse.Namespace) -> Round:
         f"/api/events/stream?streams={stream}",
         [f"Authorization: Bearer {ctx.api_key}"],
         opts.subscribers,
-        int(opts.rate * opts.duration),
+        int(rate * opts.duration),
         timeout=opts.duration + 60,
     )
     await asyncio.sleep(1)  # let the connection burst settle before measuring CPU
@@ -580,7 +581,7 @@ async def round_b_deeployd(ctx: Stack, opts: argparse.Namespace) -> Round:
         ctx.org_id,
         stream,
         [
-            *("--mode", "rate", "--rate", str(opts.rate)),
+            *("--mode", "rate", "--rate", str(rate)),
             *("--duration", str(opts.duration), "--tick-ms", str(opts.tick_ms)),
         ],
     )
@@ -588,7 +589,7 @@ async def round_b_deeployd(ctx: Stack, opts: argparse.Namespace) -> Round:
     return result, produced["start_ns"], cpu_seconds(ctx.api.pid) - cpu0
 
 
-async def round_b_bare(ctx: Stack, opts: argparse.Namespace) -> Round:
+async def round_b_bare(ctx: Stack, opts: argparse.Namespace, rate: float) -> Round:
     """The same round on the bare endpoint, its producer in-process, started over HTTP."""
     import httpx
 
@@ -598,7 +599,7 @@ async def round_b_bare(ctx: Stack, opts: argparse.Namespace) -> Round:
         "/stream",
         [],
         opts.subscribers,
-        int(opts.rate * opts.duration),
+        int(rate * opts.duration),
         timeout=opts.duration + 60,
     )
     await asyncio.sleep(1)
@@ -607,7 +608,7 @@ async def round_b_bare(ctx: Stack, opts: argparse.Namespace) -> Round:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ctx.bare_port}") as http:
         response = await http.post(
             "/start",
-            params={"rate": opts.rate, "duration": opts.duration, "tick_ms": opts.tick_ms},
+            params={"rate": rate, "duration": opts.duration, "tick_ms": opts.tick_ms},
         )
         response.raise_for_status()
         result = await _finish_readers(readers, timeout=opts.duration + 90)
@@ -687,13 +688,15 @@ def report(results: dict[str, Any], opts: argparse.Namespace) -> None:
     print(
         f"SSE fan-out on {os.cpu_count()} cores — (a) {opts.events:,} events, producer at full "
         f"speed ({opts.loops} publish_many loops x {opts.batch}); (b) {opts.subscribers:,} readers"
-        f" x {opts.rate:g} ev/s x {opts.duration:g} s, {opts.rounds} rounds per server, alternating."
+        f" x {' and '.join(f'{r:g}' for r in opts.rates)} ev/s x {opts.duration:g} s,"
+        f" {opts.rounds} rounds per server and rate, alternating."
         " Load average before: "
         f"{results['load_before']}, after: {results['load_after']}"
     )
     print(_table_line([name for name, _, _ in COLUMNS]))
     print("|" + "|".join("-" * (w + 2) for _, w, _ in COLUMNS) + "|")
-    for key in ("a", "b_deeployd", "b_bare"):
+    keys = ["a", *(f"b_{kind}@{rate:g}" for rate in opts.rates for kind in ("deeployd", "bare"))]
+    for key in keys:
         if key in results:
             print(_row(results[key]))
     a = results.get("a")
@@ -704,21 +707,22 @@ def report(results: dict[str, Any], opts: argparse.Namespace) -> None:
             f"{a['deliveries_per_s']:,.0f} ev/s, p99 {a['p99_ms']:.1f} ms; target >= 5,000 ev/s "
             f"with p99 < 50 ms and zero loss: {'MET' if met else 'MISSED'}"
         )
-    b, bare = results.get("b_deeployd"), results.get("b_bare")
-    if b and bare:
+    for rate in opts.rates:
+        b, bare = results.get(f"b_deeployd@{rate:g}"), results.get(f"b_bare@{rate:g}")
+        if not (b and bare):
+            continue
         ratio = b["deliveries_per_s"] / bare["deliveries_per_s"]
         cost = b["server_cpu_s"] / max(b["delivered"], 1)
         bare_cost = bare["server_cpu_s"] / max(bare["delivered"], 1)
         print(
-            f"(b) deeployd delivered {100 * ratio:.0f}% of the bare endpoint's deliveries/s "
-            f"(target >= 70%: {'MET' if ratio >= 0.7 else 'MISSED'}); server CPU per delivery "
-            f"{1e6 * cost:.1f} us vs {1e6 * bare_cost:.1f} us bare, i.e. one core would carry "
-            f"~{1 / cost:,.0f} vs ~{1 / bare_cost:,.0f} deliveries/s "
-            f"({100 * bare_cost / cost:.0f}%)"
+            f"(b) @ {rate:g} ev/s: deeployd delivered {100 * ratio:.0f}% of the bare endpoint's "
+            f"deliveries/s (target >= 70%: {'MET' if ratio >= 0.7 else 'MISSED'}); p99 "
+            f"{b['p99_ms']:.0f} vs {bare['p99_ms']:.0f} ms; server CPU per delivery "
+            f"{1e6 * cost:.1f} vs {1e6 * bare_cost:.1f} us"
         )
-        results["b_ratio"] = ratio
-        results["b_cpu_capacity_ratio"] = bare_cost / cost
-    for r in (results.get(k) for k in ("a", "b_deeployd", "b_bare")):
+        results[f"b_ratio@{rate:g}"] = ratio
+    for key in keys:
+        r = results.get(key)
         if r and r["examples"]:
             print(f"   {r['name']}: {r['examples'][:3]}")
 
@@ -770,15 +774,21 @@ async def orchestrate(opts: argparse.Namespace) -> dict[str, Any]:
                 results["a"] = await scenario_a(stack, opts)
             if opts.only in (None, "b"):
                 # Rounds alternate between the two servers so both see the same background load.
-                ours: list[Round] = []
-                theirs: list[Round] = []
-                for n in range(opts.rounds):
-                    print(f"running (b) round {n + 1}/{opts.rounds}: API ...", flush=True)
-                    ours.append(await round_b_deeployd(stack, opts))
-                    print(f"running (b) round {n + 1}/{opts.rounds}: bare ...", flush=True)
-                    theirs.append(await round_b_bare(stack, opts))
-                results["b_deeployd"] = _summarise("(b) deeployd API, 1 stream", ours)
-                results["b_bare"] = _summarise("(b) bare sse-starlette, 1 queue each", theirs)
+                for rate in opts.rates:
+                    ours: list[Round] = []
+                    theirs: list[Round] = []
+                    for n in range(opts.rounds):
+                        step = f"(b) {rate:g} ev/s, round {n + 1}/{opts.rounds}"
+                        print(f"running {step}: API ...", flush=True)
+                        ours.append(await round_b_deeployd(stack, opts, rate))
+                        print(f"running {step}: bare ...", flush=True)
+                        theirs.append(await round_b_bare(stack, opts, rate))
+                    results[f"b_deeployd@{rate:g}"] = _summarise(
+                        f"(b) deeployd API @ {rate:g} ev/s", ours
+                    )
+                    results[f"b_bare@{rate:g}"] = _summarise(
+                        f"(b) bare sse-starlette @ {rate:g} ev/s", theirs
+                    )
         finally:
             for process in (api, bare):
                 if process is not None:
@@ -797,7 +807,14 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=2, help="(a) concurrent publish_many loops")
     parser.add_argument("--batch", type=int, default=100, help="(a) events per publish_many")
     parser.add_argument("--subscribers", type=int, help="(b) concurrent readers (default 1000)")
-    parser.add_argument("--rate", type=float, help="(b) events/s into the stream (default 100)")
+    parser.add_argument(
+        "--rate", type=float, help="(b) one rate only (events/s) instead of --rates"
+    )
+    parser.add_argument(
+        "--rates",
+        help="(b) comma-separated events/s into the stream (default 100,300: one load both servers"
+        " keep up with, one near saturation); keep rate x duration under the 2,000-event mailbox",
+    )
     parser.add_argument(
         "--duration", type=float, help="(b) seconds of publishing per round (default 5)"
     )
@@ -831,16 +848,15 @@ def main() -> None:
     quick = opts.quick
     opts.events = opts.events or (20_000 if quick else 100_000)
     opts.subscribers = opts.subscribers or (200 if quick else 1000)
-    opts.rate = opts.rate or 100.0
+    if opts.rate and not opts.rates:
+        opts.rates = f"{opts.rate:g}"
+    opts.rates = [float(r) for r in (opts.rates or ("100" if quick else "100,300")).split(",")]
     opts.duration = opts.duration or (3.0 if quick else 5.0)
     sys.path.insert(0, str(REPO))
     results = asyncio.run(orchestrate(opts))
     report(results, opts)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"sse_fanout-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    for key in ("a", "b_deeployd", "b_bare"):
-        if key in results:
-            results[key].pop("hist", None)
     out.write_text(json.dumps(results, indent=2, default=str))
     print(f"JSON: {out.relative_to(REPO)}")
 

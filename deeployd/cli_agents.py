@@ -61,6 +61,8 @@ async def _ask(prompt: str) -> str:
     line = await asyncio.to_thread(sys.stdin.readline)
     if line == "":
         raise EOFError
+    if not sys.stdin.isatty():  # piped answers are not echoed: keep the transcript readable
+        sys.stdout.write(line if line.endswith("\n") else line + "\n")
     return line.strip()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 from collections import deque
@@ -357,6 +358,7 @@ class EventBus:
             asyncio.create_task(self._dispatch_loop(), name="event-bus-dispatch"),
         ]
         await asyncio.wait_for(self._ready.wait(), timeout=30)
+        _freeze_startup_heap()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -492,3 +494,23 @@ class EventBus:
 
 def _event_id(event: StoredEvent) -> int:
     return event.id
+
+
+_heap_frozen = False
+
+
+def _freeze_startup_heap() -> None:
+    """Move everything alive when the first bus starts out of the cyclic collector's reach.
+
+    What exists at that point (the app, every imported module, ORM metadata, SDK clients) lives
+    as long as the process. Fan-out allocates constantly (a wake-up per reader per event), which
+    keeps triggering full collections, and each one rescanned those ~250k startup objects: with
+    1,000 readers that paused the event loop for 0.3-0.8 s at a time and set the p99 latency
+    (bench/sse_fanout.py, docs/BENCHMARKS.md). Frozen objects are still freed by reference
+    counting; only cycles among them are no longer collected. Once per process, no collection
+    first (that would add a full pause to every start).
+    """
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.freeze()

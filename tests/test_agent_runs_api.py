@@ -13,7 +13,13 @@ from deeployd.agents.demo import ensure_demo_agent
 from deeployd.db import Database
 from deeployd.sdk.client import ApiError
 from deeployd.services import Services
-from tests.agent_support import auth, create_agent, create_conversation, scripted_agent
+from tests.agent_support import (
+    auth,
+    create_agent,
+    create_conversation,
+    read_sse,
+    scripted_agent,
+)
 from tests.conftest import REPO, Org, RunningApi, make_org
 
 
@@ -82,6 +88,24 @@ async def test_wait_returns_the_final_message(api: RunningApi, org: Org, worker:
         assert body["usage"]["completion"] == 2
         listed = (await http.get("/api/conversations", headers=auth(org))).json()
         assert [c["id"] for c in listed] == [conv]
+        # A browser's EventSource: GET only, the key in the query string; replays the last run.
+        async with http.stream(
+            "GET",
+            f"/api/conversations/{conv}/messages",
+            params={"stream": "true", "access_token": org.admin_key},
+        ) as response:
+            replay = await read_sse(response)
+        assert [e[1]["type"] for e in replay] == ["token", "token", "done"]
+        run_id = body["runId"]
+        since = (await http.get(f"/api/runs/{run_id}", headers=auth(org))).json()["createdAt"]
+        for params, expected in [
+            ({"since": since}, [run_id]),
+            ({"since": "2999-01-01T00:00:00Z"}, []),
+            ({"status": "completed", "agentId": agent["id"]}, [run_id]),
+            ({"status": "failed"}, []),
+        ]:
+            found = (await http.get("/api/runs", params=params, headers=auth(org))).json()
+            assert [r["id"] for r in found] == expected, params
 
 
 async def test_sdk_streams_typed_events_and_approves(

@@ -91,3 +91,42 @@ async def test_message_streams_tokens_tool_call_result_and_done(
                 break
             await asyncio.sleep(0.1)
         assert found == [f"run-{run['id']}"]
+
+
+async def test_tool_loop_is_bounded_and_tool_errors_reach_the_model(
+    api: RunningApi, org: Org, worker: Services
+) -> None:
+    looping = [{"toolCalls": [{"name": "calculator", "arguments": {"expression": "1 +"}}]}] * 12
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        agent = await create_agent(http, org, scripted_agent(looping, tools=["calculator"]))
+        conv = await create_conversation(http, org, agent["id"])
+        events = await send_streaming(http, org, conv, "loop forever")
+        assert events[-1][1]["type"] == "error"
+        assert events[-1][1]["code"] == "max_iterations"
+        results = [e[1]["result"] for e in events if e[1]["type"] == "tool_result"]
+        assert len(results) == 10  # MAX_TOOL_ROUNDS
+        assert all("error" in r for r in results)  # a bad expression is told to the model
+        runs = (await http.get("/api/runs", headers=auth(org))).json()
+        assert runs[0]["status"] == "failed" and runs[0]["modelCalls"] == 11
+
+
+async def test_a_long_answer_is_stored_whole_but_kept_out_of_the_workflow_history(
+    api: RunningApi, org: Org, worker: Services, temporal_client: TemporalClient
+) -> None:
+    answer = "".join(f"word{i:05d} " for i in range(1000))  # 10,000 characters
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        agent = await create_agent(http, org, scripted_agent([{"text": answer}]))
+        conv = await create_conversation(http, org, agent["id"])
+        response = await http.post(
+            f"/api/conversations/{conv}/messages",
+            params={"wait": "true"},
+            json={"content": "a lot"},
+            headers=auth(org),
+        )
+        assert response.json()["message"]["content"] == answer
+        run_id = response.json()["runId"]
+        run = (await http.get(f"/api/runs/{run_id}", headers=auth(org))).json()
+        assert run["result"] == answer
+    outcome = await temporal_client.get_workflow_handle(f"run-{run_id}").result()
+    assert outcome["status"] == "completed"
+    assert answer.startswith(outcome["text"]) and len(outcome["text"]) == 4000

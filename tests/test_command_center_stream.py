@@ -4,6 +4,8 @@ the live-runs snapshot, and alert rules."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from typing import Any
 
 import httpx
@@ -19,7 +21,7 @@ from tests.agent_support import (
     send,
     wait_status,
 )
-from tests.conftest import Org, RunningApi, make_org
+from tests.conftest import REPO, Org, RunningApi, make_org
 
 PRICED = {"inputPerMillion": 1000, "outputPerMillion": 2000}
 MEMORY_SCRIPT = [
@@ -226,3 +228,33 @@ async def test_live_runs_snapshot_and_alert_listing(
         await http.post(f"/api/runs/{run_id}/cancel", headers=auth(org))
         await wait_status(http, org, run_id, {"cancelled"})
         assert (await http.get("/api/command-center/runs/live", headers=auth(org))).json() == []
+
+
+async def test_cli_tail_prints_command_center_events(
+    api: RunningApi, org: Org, worker: Services
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "deeployd.cli",
+        "tail",
+        "--types",
+        "run:started,run:completed",
+        cwd=REPO,
+        env={**os.environ, "DEEPLOYD_URL": api.url, "DEEPLOYD_API_KEY": org.admin_key},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        header = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert b"following the Command Center" in header
+        await asyncio.sleep(0.5)  # connected
+        async with httpx.AsyncClient(base_url=api.url) as http:
+            agent = await create_agent(http, org, scripted_agent([{"text": "hi"}], name="tailed"))
+            run_id = await send(http, org, await create_conversation(http, org, agent["id"]), "x")
+        lines = [(await asyncio.wait_for(process.stdout.readline(), 30)).decode() for _ in range(2)]
+    finally:
+        process.kill()
+        await process.wait()
+    assert "run:started" in lines[0] and f"run={run_id}" in lines[0]
+    assert "run:completed" in lines[1] and "tokens=" in lines[1]

@@ -120,6 +120,24 @@ async def test_mixpanel_import_in_requests_of_at_most_2000_with_insert_ids(fake)
     assert len(saas.mixpanel) == 2500
 
 
+async def test_mixpanel_service_account_auth_sends_the_project_id(fake) -> None:
+    saas, url = fake
+    config = {
+        "provider": "mixpanel",
+        "serviceAccountUsername": "sa.user",
+        "serviceAccountSecret": "sa-secret",
+        "projectId": "4242",
+        "baseUrl": url,
+    }
+    await deliver(config, items(2))
+    assert saas.requests[0].query == {"strict": "1", "project_id": "4242"}
+    assert len(saas.mixpanel) == 2
+    with pytest.raises(DeliveryError) as caught:
+        await deliver({**config, "serviceAccountSecret": "wrong"}, items(1))
+    assert not caught.value.retryable and "401" in str(caught.value)
+    assert "wrong" not in str(caught.value)
+
+
 async def test_mixpanel_strict_mode_rejections_are_reported_not_retried(fake) -> None:
     saas, url = fake
     saas.inject(

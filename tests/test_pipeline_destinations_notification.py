@@ -17,9 +17,12 @@ from deeployd.pipelines.destinations import (
 )
 from deeployd.pipelines.destinations.notification import render
 from deeployd.pipelines.transforms import OutItem
+from deeployd.services import Services
 from deeployd.settings import Settings
+from tests.conftest import Org, RunningApi
 from tests.fakes import serve
 from tests.fakes.slack import HOOK_PATH, SlackFake
+from tests.pipeline_helpers import auth, eventually
 
 
 @pytest.fixture
@@ -143,3 +146,59 @@ def test_docs_example_config_is_valid() -> None:
             "template": "Agent {{agentName}} completed with {{tokens}} tokens",
         }
     )
+
+
+async def test_a_pipeline_posts_to_slack_through_the_secret_webhook(
+    api: RunningApi, org: Org, worker: Services, slack
+) -> None:
+    fake, url = slack
+    async with httpx.AsyncClient(base_url=api.url, headers=auth(org.admin_key)) as http:
+        response = await http.post(
+            "/api/secrets", json={"name": "SLACK_WEBHOOK", "value": url + HOOK_PATH}
+        )
+        assert response.status_code == 201, response.text
+        response = await http.post(
+            "/api/streaming/pipelines",
+            json={
+                "name": "runs-to-slack",
+                "source": {"type": "webhook"},
+                "transforms": [
+                    {
+                        "type": "map",
+                        "config": {
+                            "expression": {"agentName": "agentName", "tokens": "tokenUsage.total"}
+                        },
+                    }
+                ],
+                "destination": {
+                    "type": "notification",
+                    "config": {
+                        "channel": "slack",
+                        "webhook": "${secrets.SLACK_WEBHOOK}",
+                        "template": "Agent {{agentName}} completed with {{tokens}} tokens",
+                    },
+                },
+            },
+        )
+        assert response.status_code == 201, response.text
+        pipeline_id = response.json()["id"]
+        assert "XXXXSECRET" not in response.text  # the reference is stored, not the URL
+        response = await http.post(f"/api/streaming/pipelines/{pipeline_id}/start")
+        assert response.status_code == 200, response.text
+        response = await http.post(
+            f"/api/streaming/pipelines/{pipeline_id}/batch",
+            json=[
+                {"agentName": "Support <bot>", "tokenUsage": {"total": 120}},
+                {"agentName": "Research", "tokenUsage": {"total": 80}},
+            ],
+        )
+        assert response.status_code == 202, response.text
+
+        async def count() -> int:
+            return len(fake.messages)
+
+        await eventually(count, lambda n: n >= 2)
+    assert fake.messages == [
+        {"text": "Agent Support &lt;bot&gt; completed with 120 tokens"},
+        {"text": "Agent Research completed with 80 tokens"},
+    ]

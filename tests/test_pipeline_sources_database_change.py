@@ -208,3 +208,27 @@ async def test_a_table_in_another_database_via_a_connection_secret(
         response = await http.post(f"/api/streaming/pipelines/{pipeline_id}/stop", timeout=30)
         assert response.status_code == 200, response.text
         assert await triggers_on(settings, schema, "things") == []
+
+
+async def test_clean_up_drops_orphaned_triggers_and_undrainable_changes(
+    api: RunningApi, org: Org, worker: Services, settings
+) -> None:
+    from deeployd.pipelines.sources import database_change
+
+    schema = await create_table(
+        settings, org.id, "CREATE TABLE {schema}.audit (id int PRIMARY KEY)"
+    )
+    # A trigger whose pipeline vanished without the stop/delete hooks running.
+    ghost = "pl_ghost0000000000"
+    await database_change.install_trigger(
+        worker, org.id, ghost, {"type": "database_change", "table": "audit"}
+    )
+    await query(settings, f'INSERT INTO "{schema}".audit VALUES (1), (2)')
+    assert await triggers_on(settings, schema, "audit") == [f"deeployd_cdc_{ghost}"]
+    triggers, rows = await database_change.clean_up(worker.db.pool, max_age_s=0)
+    assert triggers >= 1 and rows >= 2
+    assert await triggers_on(settings, schema, "audit") == []
+    left = await query(
+        settings, "SELECT count(*) FROM deeployd_cdc_changes WHERE pipeline_id = %s", (ghost,)
+    )
+    assert left[0][0] == 0

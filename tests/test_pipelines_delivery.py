@@ -480,3 +480,137 @@ async def test_database_destination_through_a_connection_secret_and_bad_rows_to_
     assert "no column(s) colour" in letter["error"]
     rows = await query(api.settings, f'SELECT id, name FROM "{schema}".events ORDER BY id')
     assert rows == [(1, "a"), (2, "b")]
+
+
+async def test_items_a_transform_fails_on_are_dead_lettered_and_replayed_after_a_fix(
+    api: RunningApi, org: Org, worker: Services
+) -> None:
+    async with (
+        HookReceiver() as hook,
+        httpx.AsyncClient(base_url=api.url, headers=auth(org.admin_key)) as http,
+    ):
+        await put_secrets(http)
+        pid = await make_pipeline(http, hook.url, retry={"maxRetries": 1, "backoffMs": 50})
+        base = f"/api/streaming/pipelines/{pid}"
+        config = (await http.get(base)).json()
+        body = {k: config[k] for k in ("name", "source", "destination")}
+        body["transforms"] = [
+            {"type": "map", "config": {"expression": {"amount": "toNumber(amount)"}}}
+        ]
+        assert (await http.put(base, json=body)).status_code == 200
+        assert (await http.post(f"{base}/start")).status_code == 200
+        items = [{"amount": "4"}, {"amount": "abc"}, {"amount": "6"}]
+        assert (await http.post(f"{base}/batch", json=items)).status_code == 202
+        dead = await eventually(
+            lambda: http.get(f"{base}/dead-letters"), lambda r: len(r.json()["items"]) == 1
+        )
+        [letter] = dead.json()["items"]
+        assert letter["stage"] == "transform" and letter["firstOffset"] == 2
+        assert letter["value"] == {"amount": "abc"}
+        assert "abc" in letter["error"]
+        await eventually(lambda: asyncio.sleep(0, len(hook.accepted)), lambda n: n == 2)
+        # Fix the config so text passes through, then replay: the item is re-ingested.
+        body["transforms"] = [{"type": "map", "config": {"expression": {"amount": "amount"}}}]
+        assert (await http.put(base, json=body)).status_code == 200
+        replay = (await http.post(f"{base}/dead-letters/replay")).json()
+        assert replay["reingested"] == 1 and replay["failed"] == 0
+        await eventually(lambda: asyncio.sleep(0, len(hook.accepted)), lambda n: n == 3)
+        m = await metrics(http, org.admin_key, pid)
+    assert [r["json"] for r in hook.accepted] == [{"amount": 4}, {"amount": 6}, {"amount": "abc"}]
+    assert m["itemsProcessed"] == 4 and m["itemsFailed"] == 1
+
+
+async def test_restore_reprocesses_from_the_checkpoints_offset_and_aggregate_state(
+    api: RunningApi, org: Org, worker: Services
+) -> None:
+    groups = 300  # enough groups that the aggregate state is kept by reference
+    schema = await create_table(
+        api.settings, org.id, "CREATE TABLE {schema}.totals (g int PRIMARY KEY, n bigint)"
+    )
+    async with httpx.AsyncClient(base_url=api.url, headers=auth(org.admin_key)) as http:
+        created = await http.post(
+            "/api/streaming/pipelines",
+            json={
+                "name": "group-counts",
+                "source": {"type": "webhook"},
+                "transforms": [
+                    {
+                        "type": "aggregate",
+                        "config": {
+                            "groupBy": ["g"],
+                            "aggregations": [{"field": "*", "function": "count", "alias": "n"}],
+                        },
+                    }
+                ],
+                "destination": {
+                    "type": "database",
+                    "config": {"table": "totals", "operation": "upsert", "conflictFields": ["g"]},
+                },
+            },
+        )
+        assert created.status_code == 201, created.text
+        pid = created.json()["id"]
+        base = f"/api/streaming/pipelines/{pid}"
+        half = [{"g": i % groups} for i in range(2 * groups)]
+        assert (await http.post(f"{base}/start")).status_code == 200
+        assert (await http.post(f"{base}/batch", json=half)).status_code == 202
+        await eventually(
+            lambda: metrics(http, org.admin_key, pid), lambda m: m["committedOffset"] == 600
+        )
+        checkpoint = (await http.post(f"{base}/checkpoints")).json()
+        assert checkpoint["offset"] == 600
+        assert (await http.post(f"{base}/batch", json=half)).status_code == 202
+        await eventually(
+            lambda: metrics(http, org.admin_key, pid), lambda m: m["committedOffset"] == 1200
+        )
+        counts = await query(api.settings, f'SELECT DISTINCT n FROM "{schema}".totals')
+        assert counts == [(4,)]
+        restored = await http.post(f"{base}/checkpoints/{checkpoint['id']}/restore")
+        assert restored.json()["offset"] == 600
+        # Items 601..1200 run again on top of the checkpoint's counts (2 per group), not the
+        # current ones (4 per group): the totals come out the same, 4, not 6.
+        final = await eventually(
+            lambda: metrics(http, org.admin_key, pid), lambda m: m["itemsProcessed"] == 1800
+        )
+        assert final["committedOffset"] == 1200
+    counts = await query(api.settings, f'SELECT count(*), min(n), max(n) FROM "{schema}".totals')
+    assert counts == [(groups, 4, 4)]
+
+
+async def test_processed_items_are_pruned_but_never_past_the_oldest_checkpoint(
+    api: RunningApi, org: Org, worker: Services
+) -> None:
+    async with (
+        HookReceiver() as hook,
+        httpx.AsyncClient(base_url=api.url, headers=auth(org.admin_key)) as http,
+    ):
+        await put_secrets(http)
+        pid = await make_pipeline(
+            http,
+            hook.url,
+            retry={"maxRetries": 3, "backoffMs": 100},
+            options={"batchSize": 1, "retentionHours": 0},
+        )
+        base = f"/api/streaming/pipelines/{pid}"
+        assert (await http.post(f"{base}/start")).status_code == 200
+        first = [{"n": i, "keep": True} for i in range(5)]
+        assert (await http.post(f"{base}/batch", json=first)).status_code == 202
+        await eventually(
+            lambda: metrics(http, org.admin_key, pid), lambda m: m["committedOffset"] == 5
+        )
+        assert (await http.post(f"{base}/checkpoints")).json()["offset"] == 5
+        rest = [{"n": i, "keep": True} for i in range(5, 25)]
+        assert (await http.post(f"{base}/batch", json=rest)).status_code == 202
+
+        async def stored() -> list[int]:
+            rows = await query(
+                api.settings,
+                'SELECT "offset" FROM pipeline_items WHERE pipeline_id = %s ORDER BY 1',
+                (pid,),
+            )
+            return [r[0] for r in rows]
+
+        # Items up to the checkpoint go; the ones after it stay (a restore needs them).
+        kept = await eventually(stored, lambda offsets: offsets == list(range(6, 26)), timeout=30)
+        assert kept == list(range(6, 26))
+        assert len(hook.accepted) == 25

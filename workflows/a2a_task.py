@@ -14,6 +14,7 @@ reaches history). History stays bounded: at most MAX_TOOL_ROUNDS model calls per
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 from typing import Any, Literal
@@ -121,6 +122,7 @@ class A2ATaskWorkflow:
         self._push_cursor = 0
         self._has_push = False
         self._ref: TaskRef | None = None
+        self._cancel_requested = False
 
     # --- messages from outside ------------------------------------------------------------
 
@@ -133,6 +135,13 @@ class A2ATaskWorkflow:
     def _validate_follow_up(self, request: FollowUpInput) -> None:
         if self._state != "input-required" or self._inbox:
             raise ValueError(f"the task is not waiting for input (state {self._state})")
+
+    @workflow.signal
+    def cancel_requested(self) -> None:
+        """Sent with every cancel: a model call that completes at the very moment the
+        cancellation arrives returns its result (Temporal then drops the cancellation), so the
+        loop also checks this flag between steps."""
+        self._cancel_requested = True
 
     @workflow.query
     def state(self) -> TaskSnapshot:
@@ -211,12 +220,14 @@ class A2ATaskWorkflow:
             if result.text:
                 self._answer += result.text
                 self._answer_started = True
+            self._check_cancel()
             if not result.tool_calls:
                 return self._answer
             if turn == MAX_TOOL_ROUNDS:
                 break
             for call in result.tool_calls:
                 await self._run_tool(run, plan, call)
+                self._check_cancel()
         raise ApplicationError(
             f"the model kept calling tools after {MAX_TOOL_ROUNDS} rounds",
             type="max_iterations",
@@ -289,6 +300,10 @@ class A2ATaskWorkflow:
         return answer
 
     # --- bookkeeping --------------------------------------------------------------------------
+
+    def _check_cancel(self) -> None:
+        if self._cancel_requested:
+            raise asyncio.CancelledError("the task was canceled")
 
     def _artifact_id(self) -> str:
         assert self._ref is not None

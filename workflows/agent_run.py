@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -25,6 +25,7 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_runs import (
+        MAX_INLINE_TEXT,
         AgentRunActivities,
         CallModelInput,
         ClaimRunInput,
@@ -41,8 +42,10 @@ with workflow.unsafe.imports_passed_through():
 # Model calls that may request tools before the run gives up (the model gets one more call
 # after the last tool round to answer).
 MAX_TOOL_ROUNDS = 10
-# The model activity heartbeats twice a second; a lost worker is noticed after this long.
-MODEL_HEARTBEAT_TIMEOUT = timedelta(seconds=3)
+# The model activity heartbeats twice a second; a lost worker is noticed after this long. (Not
+# shorter: a starved event loop must not look dead. Cancellation does not wait for heartbeats —
+# see deeployd.agents.cancellation.)
+MODEL_HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 
 _MODEL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -175,7 +178,9 @@ class AgentRunWorkflow:
             self._turn = turn
             result = await workflow.execute_activity_method(
                 AgentRunActivities.call_model,
-                CallModelInput(run=ref, turn=turn, totals=self._totals),
+                CallModelInput(
+                    run=ref, turn=turn, totals=self._totals, max_inline_text=MAX_INLINE_TEXT
+                ),
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=MODEL_HEARTBEAT_TIMEOUT,
                 retry_policy=_MODEL_RETRY,
@@ -199,7 +204,7 @@ class AgentRunWorkflow:
         )
 
     async def _run_tool(self, ref: RunRef, plan: RunPlan, call: ToolCall) -> None:
-        decision = "auto"
+        decision: Literal["auto", "approved", "rejected"] = "auto"
         comment: str | None = None
         if call.name in plan.approval_required:
             self._pending[call.id] = call
@@ -263,7 +268,7 @@ class AgentRunWorkflow:
     async def _finish(
         self,
         ref: RunRef,
-        status: str,
+        status: Literal["completed", "failed", "cancelled"],
         *,
         final_turn: int | None = None,
         error: str | None = None,

@@ -123,6 +123,14 @@ class PipelineWorkflow:
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._set_status("stopped")
+        # Recorded here too (not only by the API), so a flush that outlasts the API's wait
+        # still ends as `stopped`.
+        await workflow.execute_activity_method(
+            PipelineActivities.set_status,
+            SetStatusInput(org_id=inp.org_id, pipeline_id=inp.pipeline_id, status="stopped"),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=INFRA_RETRY,
+        )
         return self._state
 
     def _carry(self) -> PipelineWorkflowInput:

@@ -317,8 +317,11 @@ async def stop_pipeline(
         raise _conflict(row, "stop")
     if await control.workflow_running(client, row.id):
         await control.handle(client, row.id).signal("stop")
-        await control.wait_finished(client, row.id)
-    await session.refresh(row)  # the workflow saved its final state
+        if not await control.wait_finished(client, row.id):
+            # Still flushing: the workflow records `stopped` itself when it completes.
+            await session.refresh(row)
+            return _public(row, services)
+    await session.refresh(row)  # the workflow saved its final state (and status)
     await control.set_status(services, row, PipelineStatus.stopped, session)
     await source_hooks.on_pipeline_stopped(services, row.org_id, row.id, row.source)
     return _public(row, services)

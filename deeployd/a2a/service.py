@@ -210,8 +210,12 @@ async def cancel_task(
     row = await require_task(services, org_id, task_id)
     if row["state"] in TERMINAL_STATES:
         raise NotCancelable(f"the task already ended ({row['state']})")
+    handle = client.get_workflow_handle(row["workflow_id"])
     try:
-        await client.get_workflow_handle(row["workflow_id"]).cancel()
+        await handle.cancel()
+        # Also a signal: a cancellation arriving as a model call completes is dropped by
+        # Temporal (the call's result wins), and the workflow checks this flag between steps.
+        await handle.signal("cancel_requested")
     except RPCError as exc:
         raise NotCancelable(f"the task cannot be canceled: {exc.message}") from None
     if row["run_id"]:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 CANCEL_CHANNEL = "deeployd_run_cancel"
 # Keep the LISTEN connection this long after the last stream ends (runs come in bursts).
-_IDLE_CLOSE_S = 30.0
+_IDLE_CLOSE_S = 10.0
 
 
 async def notify_cancel(pool: AsyncConnectionPool, run_id: str) -> None:

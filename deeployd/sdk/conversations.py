@@ -14,6 +14,7 @@ Last-Event-ID), so every token arrives once, in order.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -59,8 +60,8 @@ class Conversations:
     async def delete(self, conversation_id: str) -> None:
         await self._client.request("DELETE", f"/api/conversations/{conversation_id}")
 
-    async def messages(self, conversation_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._client.request(
+    async def messages(self, conversation_id: str) -> builtins.list[dict[str, Any]]:
+        result: builtins.list[dict[str, Any]] = await self._client.request(
             "GET", f"/api/conversations/{conversation_id}/messages"
         )
         return result

@@ -5,7 +5,7 @@ What each endpoint checks mirrors the public docs:
   `track` messages with `event`, `messageId`, `timestamp` and `userId` or `anonymousId`; at most
   32 KB per message and 500 KB per request (400 otherwise); answers `{"success": true}`.
 - Mixpanel `POST /import?strict=1`: Basic auth with the project token as username (or a service
-  account plus `project_id`); a JSON array of at most 2000 events, each with `event` and
+  account `username:secret` plus the `project_id` query parameter); a JSON array of at most 2000 events, each with `event` and
   `properties.time`, `properties.distinct_id`, `properties.$insert_id` (<= 36 chars of
   `[A-Za-z0-9-]`); answers `{"code": 200, "num_records_imported": N, "status": "OK"}` or a strict-mode
   400 with `failed_records`.
@@ -60,11 +60,13 @@ class AnalyticsFake:
         segment_write_key: str = "seg-write-key",
         mixpanel_token: str = "mp-project-token",
         amplitude_api_key: str = "amp-api-key",
+        mixpanel_service_account: tuple[str, str, str] = ("sa.user", "sa-secret", "4242"),
         max_body_bytes: int = 1024 * 1024,
     ) -> None:
         self.segment_write_key = segment_write_key
         self.mixpanel_token = mixpanel_token
         self.amplitude_api_key = amplitude_api_key
+        self.mixpanel_service_account = mixpanel_service_account  # (username, secret, project)
         self.max_body_bytes = max_body_bytes
         self.requests: list[Received] = []
         # Stored events by provider, keyed by their dedup id (what the real service would keep).
@@ -141,8 +143,16 @@ class AnalyticsFake:
         received, injected = await self._receive(request)
         if injected is not None:
             return injected
-        if _basic_user(received.headers) != self.mixpanel_token:
+        user, secret = _basic(received.headers)
+        username, account_secret, project = self.mixpanel_service_account
+        by_token = user == self.mixpanel_token
+        by_account = (user, secret) == (username, account_secret)
+        if not by_token and not by_account:
             return JSONResponse({"error": "Invalid credentials", "status": 0}, 401)
+        if by_account and received.query.get("project_id") != project:
+            return JSONResponse(
+                {"error": "project_id is required with service account auth", "status": 0}, 400
+            )
         if received.size > self.max_body_bytes:
             return JSONResponse({"code": 413, "error": "request too large", "status": 0}, 413)
         events = received.body
@@ -265,12 +275,16 @@ class AnalyticsFake:
         return JSONResponse({"received": len(received.body)})
 
 
-def _basic_user(headers: dict[str, str]) -> str | None:
+def _basic(headers: dict[str, str]) -> tuple[str | None, str | None]:
     scheme, _, value = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic":
-        return None
+        return None, None
     try:
-        user, _, _password = base64.b64decode(value).decode().partition(":")
+        user, _, password = base64.b64decode(value).decode().partition(":")
     except ValueError:
-        return None
-    return user
+        return None, None
+    return user, password
+
+
+def _basic_user(headers: dict[str, str]) -> str | None:
+    return _basic(headers)[0]

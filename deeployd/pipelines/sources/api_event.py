@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from deeployd.pipelines.destinations.base import ConfigError
 from deeployd.pipelines.sources.common import SourceModel, parse_source
 
 if TYPE_CHECKING:
@@ -61,8 +62,6 @@ class ApiEventSource(SourceModel):
 
 
 def validate(source: dict[str, Any]) -> None:
-    from deeployd.pipelines.destinations.base import ConfigError
-
     parsed = parse_source(ApiEventSource, source)
     for index, pattern in enumerate(parsed.paths or []):
         if not pattern.startswith("/") or len(pattern) > 500:
@@ -156,14 +155,18 @@ class ApiEventRouter:
             await asyncio.wait_for(self.flush(), timeout=5)
 
     async def _run(self) -> None:
+        delay = FLUSH_INTERVAL_S
         while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await asyncio.sleep(delay)
             try:
                 await self.flush()
+                delay = FLUSH_INTERVAL_S
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # e.g. the database is down: keep the (bounded) buffer, back off up to 5 s.
                 log.warning("api_event flush failed; will retry", exc_info=True)
+                delay = min(delay * 2, 5.0)
 
     async def _pipelines_of(self, org_id: str) -> list[Any]:
         from deeployd.pipelines.ingest import pipelines_with_source

@@ -326,3 +326,35 @@ async def delete_changes(conn: psycopg.AsyncConnection[Any], ids: list[int]) -> 
             f"DELETE FROM {CHANGE_TABLE} WHERE id = ANY(%s)",  # type: ignore[arg-type]
             (ids,),
         )
+
+
+async def clean_up(pool: Any, *, max_age_s: float = 60.0) -> tuple[int, int]:
+    """Bound what capture can leave behind on the platform database; returns (triggers, rows).
+
+    Normally the stop/delete hooks drop a pipeline's trigger and rows. When a pipeline disappears
+    some other way (an organisation deleted with its pipelines, a hook that failed), this drops
+    the triggers whose pipeline no longer exists and deletes change rows older than `max_age_s`
+    that no running or paused pipeline will ever drain.
+    """
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT t.tgname, n.nspname, c.relname FROM pg_trigger t "
+            "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE NOT t.tgisinternal AND t.tgname LIKE 'deeployd\\_cdc\\_%%' "
+            "AND NOT EXISTS (SELECT 1 FROM pipelines p "
+            "WHERE t.tgname = 'deeployd_cdc_' || p.id)"
+        )
+        orphans = await cursor.fetchall()
+        for name, schema, table in orphans:
+            await conn.execute(
+                sql.SQL("DROP TRIGGER IF EXISTS {t} ON {tbl}").format(
+                    t=sql.Identifier(name), tbl=sql.Identifier(schema, table)
+                )
+            )
+        cursor = await conn.execute(
+            f"DELETE FROM {CHANGE_TABLE} c WHERE c.ts < now() - make_interval(secs => %s) "  # type: ignore[arg-type]
+            "AND NOT EXISTS (SELECT 1 FROM pipelines p WHERE p.id = c.pipeline_id "
+            "AND p.status IN ('running', 'paused'))",
+            (max_age_s,),
+        )
+        return len(orphans), cursor.rowcount

@@ -10,8 +10,8 @@ One pass (`route_once`) does two things:
 2. Database changes. It drains `deeployd_cdc_changes` of the running/paused `database_change`
    pipelines (ingest with `cdc:<changeId>`, then delete what was ingested).
 
-`wait_for_work` blocks on LISTEN `deeployd_events` / `deeployd_cdc` with a bound, so an idle
-router costs one cheap query per wait period.
+`run_router` repeats passes for one activity's lifetime, sleeping on LISTEN `deeployd_events` /
+`deeployd_cdc` between them (bounded), so an idle router costs a few cheap queries a second.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 EVENT_PAGE = 2000
 EXTERNAL_POLL_S = 2.0
 MIN_PASS_INTERVAL_S = 0.02
+CLEAN_UP_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -248,6 +249,7 @@ async def run_router(
     next_external = 0.0
     wake = {NOTIFY_CHANNEL, database_change.CDC_CHANNEL}
     last_pass = 0.0
+    next_clean_up = time.monotonic() + CLEAN_UP_INTERVAL_S
     async with Listener(services.db.url) as listener:
         while True:
             gap = last_pass + MIN_PASS_INTERVAL_S - time.monotonic()
@@ -267,6 +269,12 @@ async def run_router(
             cursor = result.cursor
             routed += result.events_routed + result.changes_routed
             heartbeat(cursor)
+            if now >= next_clean_up:
+                next_clean_up = now + CLEAN_UP_INTERVAL_S
+                try:
+                    await database_change.clean_up(services.db.pool)
+                except Exception:  # housekeeping must never stop routing
+                    log.warning("database_change clean-up failed", exc_info=True)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return cursor, routed

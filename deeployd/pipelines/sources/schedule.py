@@ -9,6 +9,7 @@ catch-up) can never add a second item for the same instant.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from deeployd import temporal
+from deeployd.pipelines.destinations.base import ConfigError
 from deeployd.pipelines.sources.common import SourceModel, parse_source
 
 MIN_INTERVAL_MS = 1000  # Temporal schedules have one-second resolution
@@ -52,8 +54,6 @@ class ScheduleSource(SourceModel):
 
 
 def validate(source: dict[str, Any]) -> None:
-    from deeployd.pipelines.destinations.base import ConfigError
-
     parsed = parse_source(ScheduleSource, source)
     if parsed.cron is not None:
         cron = parsed.cron.strip()
@@ -67,8 +67,6 @@ def validate(source: dict[str, Any]) -> None:
                 "not a cron expression: use 5 fields 'minute hour day-of-month month "
                 "day-of-week' (e.g. '*/5 * * * *') or @hourly/@daily/...",
             )
-    import json
-
     if len(json.dumps(parsed.payload, default=str)) > MAX_PAYLOAD_BYTES:
         raise ConfigError(("payload",), f"must be at most {MAX_PAYLOAD_BYTES} bytes of JSON")
 
