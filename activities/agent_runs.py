@@ -427,8 +427,11 @@ class AgentRunActivities:
                         usage = item
             if cancel_notice.is_set():
                 await events.flush()
-                # The stream is closed; Temporal's cancellation follows at the next heartbeat.
-                await asyncio.sleep(CANCEL_GRACE_S)
+                # The stream is closed. AgentRunWorkflow (already asked to cancel: the API cancels
+                # before it notifies) treats this error as the cancellation; other callers wait
+                # for Temporal's own cancellation, delivered at the next heartbeat.
+                if activity.info().workflow_type != "AgentRunWorkflow":
+                    await asyncio.sleep(CANCEL_GRACE_S)
                 raise _non_retryable("the run was cancelled", "cancelled")
         except ProviderError as exc:
             if exc.retryable:

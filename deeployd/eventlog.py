@@ -358,7 +358,7 @@ class EventBus:
             asyncio.create_task(self._dispatch_loop(), name="event-bus-dispatch"),
         ]
         await asyncio.wait_for(self._ready.wait(), timeout=30)
-        _freeze_startup_heap()
+        _tune_gc_for_fan_out()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -496,21 +496,30 @@ def _event_id(event: StoredEvent) -> int:
     return event.id
 
 
-_heap_frozen = False
+_gc_tuned = False
+# Young-generation threshold for processes that fan out: high enough that a round of wake-ups
+# for 1,000 readers (futures, handles, frames) dies young instead of being promoted.
+_GC_GEN0_THRESHOLD = 50_000
 
 
-def _freeze_startup_heap() -> None:
-    """Move everything alive when the first bus starts out of the cyclic collector's reach.
+def _tune_gc_for_fan_out() -> None:
+    """Keep the cyclic collector from pausing the event loop under fan-out (once per process).
 
-    What exists at that point (the app, every imported module, ORM metadata, SDK clients) lives
-    as long as the process. Fan-out allocates constantly (a wake-up per reader per event), which
-    keeps triggering full collections, and each one rescanned those ~250k startup objects: with
-    1,000 readers that paused the event loop for 0.3-0.8 s at a time and set the p99 latency
-    (bench/sse_fanout.py, docs/BENCHMARKS.md). Frozen objects are still freed by reference
-    counting; only cycles among them are no longer collected. Once per process, no collection
-    first (that would add a full pause to every start).
+    Fan-out allocates constantly (a wake-up per reader per event). With the default gen-0
+    threshold (700) a round's short-lived objects were promoted and kept triggering full
+    collections, each rescanning every long-lived object: the app, every imported module, ORM
+    metadata, SDK clients (~250k at startup) plus ~300 per open stream. With 1,000 readers that
+    paused the loop for 0.3-0.8 s at a time and set the p99 latency (bench/sse_fanout.py,
+    docs/BENCHMARKS.md). So: freeze what is alive when the first bus starts — it lives as long as
+    the process; frozen objects are still freed by reference counting, only cycles among them
+    are no longer collected — and raise the gen-0 threshold so per-round garbage dies young.
+    No collection before freezing: that would add a full pause to every start.
     """
-    global _heap_frozen
-    if not _heap_frozen:
-        _heap_frozen = True
-        gc.freeze()
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    if gen0 and gen0 < _GC_GEN0_THRESHOLD:  # 0 means the collector is disabled: leave it
+        gc.set_threshold(_GC_GEN0_THRESHOLD, gen1, gen2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from temporalio.client import Client as TemporalClient
+from temporalio.client import WorkflowExecutionStatus
 
 from deeployd.services import Services
 from tests.agent_support import (
@@ -116,7 +118,7 @@ async def test_approval_timeout_rejects_by_default(
 
 
 async def test_cancel_stops_the_model_stream_and_ends_the_run_cancelled(
-    api: RunningApi, org: Org, worker: Services
+    api: RunningApi, org: Org, worker: Services, temporal_client: TemporalClient
 ) -> None:
     words = [f"w{i} " for i in range(400)]
     async with httpx.AsyncClient(base_url=api.url) as http:
@@ -139,6 +141,13 @@ async def test_cancel_stops_the_model_stream_and_ends_the_run_cancelled(
         assert words[0] in streamed and len(streamed) < len("".join(words))
         run = await wait_status(http, org, run_id, {"cancelled"})
         assert run["completedAt"] is not None
+        handle = temporal_client.get_workflow_handle(f"run-{run_id}")
+        for _ in range(100):  # the workflow closes just after the row is written
+            status = (await handle.describe()).status
+            if status != WorkflowExecutionStatus.RUNNING:
+                break
+            await asyncio.sleep(0.05)
+        assert status == WorkflowExecutionStatus.CANCELED  # shown as such in the Temporal UI
         # Nothing more is emitted after the end of the stream: the provider stream was closed.
         await asyncio.sleep(0.5)
         after = await run_events(http, org, run_id)

@@ -610,7 +610,7 @@ async def test_processed_items_are_pruned_but_never_past_the_oldest_checkpoint(
             )
             return [r[0] for r in rows]
 
+        await eventually(lambda: asyncio.sleep(0, len(hook.accepted)), lambda n: n == 25)
         # Items up to the checkpoint go; the ones after it stay (a restore needs them).
         kept = await eventually(stored, lambda offsets: offsets == list(range(6, 26)), timeout=30)
         assert kept == list(range(6, 26))
-        assert len(hook.accepted) == 25

@@ -161,12 +161,16 @@ class AgentRunWorkflow:
             self._set_status("running")
             final_turn, preview = await self._loop(ref, plan)
         except BaseException as exc:
-            if is_cancelled_exception(exc):
+            message, code = _describe(exc)
+            if is_cancelled_exception(exc) or code == "cancelled":
+                # `cancelled` from the model activity: it saw the API's cancel notice (sent after
+                # the workflow cancellation was requested) and closed the stream at once.
                 await self._finish(
                     ref, "cancelled", error="the run was cancelled", code="cancelled"
                 )
-                raise
-            message, code = _describe(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise asyncio.CancelledError("the run was cancelled") from None
             await self._finish(ref, "failed", error=message, code=code)
             raise ApplicationError(message, type=code, non_retryable=True) from None
         await self._finish(ref, "completed", final_turn=final_turn)

@@ -247,9 +247,15 @@ async def start_pipeline(
         raise HTTPException(409, "pipeline is paused; resume it instead")
     if row.status != PipelineStatus.running or not await control.workflow_running(client, row.id):
         await source_hooks.on_pipeline_started(services, row.org_id, row.id, row.source)
-        await control.start_workflow(client, services, row)
+        previous = PipelineStatus(row.status)
         row.error = None
+        # Status first, so the stream reads `status: running` before the first `metrics`.
         await control.set_status(services, row, PipelineStatus.running, session)
+        try:
+            await control.start_workflow(client, services, row)
+        except BaseException:
+            await control.set_status(services, row, previous, session)
+            raise
     return _public(row, services)
 
 

@@ -1,10 +1,12 @@
 """Prompt cancellation of model streams.
 
 Temporal delivers an activity's cancellation in the response to its next heartbeat, and the SDK
-throttles heartbeats to 80% of the heartbeat timeout — seconds, not milliseconds. So the API
-also sends `NOTIFY deeployd_run_cancel, '<runId>'` when it cancels a run; each worker holds one
-LISTEN connection (opened while it has model calls in flight) and closes the provider stream of
-that run at once. The Temporal cancellation that follows ends the activity the usual way.
+throttles heartbeats to 80% of the heartbeat timeout — seconds, not milliseconds. So the API,
+right after requesting the workflow's cancellation, also sends
+`NOTIFY deeployd_run_cancel, '<runId>'`; each worker holds one LISTEN connection (opened while it
+has model calls in flight) and closes that run's provider stream at once. The model activity then
+fails with a non-retryable `cancelled` error, which AgentRunWorkflow (already asked to cancel)
+treats as the cancellation: the run ends `cancelled` within milliseconds.
 """
 
 from __future__ import annotations

@@ -333,12 +333,12 @@ async def send_message(
 async def _cancel_workflow(
     client: TemporalClient, wf_id: str, pool: AsyncConnectionPool | None = None
 ) -> None:
-    if pool is not None:  # stops the model stream at once (see deeployd.agents.cancellation)
-        await notify_cancel(pool, wf_id.removeprefix("run-"))
     try:
         await client.get_workflow_handle(wf_id).cancel()
     except RPCError:
-        pass  # already finished
+        return  # already finished
+    if pool is not None:  # stops the model stream at once (see deeployd.agents.cancellation)
+        await notify_cancel(pool, wf_id.removeprefix("run-"))
 
 
 async def cancel_run(services: Services, client: TemporalClient, org_id: str, run_id: str) -> dict:
