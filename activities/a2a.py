@@ -293,33 +293,28 @@ class A2AActivities:
     async def set_state(self, request: SetStateInput) -> StateResult:
         """Move the task's state (and the run's status, or end the run, alongside).
 
-        A cancel can make the workflow start its final `set_state` while an earlier one is
-        still running (an activity is not interrupted), so the two are serialised per task by
-        an advisory lock, and an update that finds the task already ended writes nothing: the
-        run's final status is never overwritten by a stale `running`/`input-required`.
+        An update that finds the task already ended writes nothing, so the run's final status
+        is never overwritten by a stale `running` / `input-required`. (The workflow also never
+        runs two of these at once for a task: see `A2ATaskWorkflow._activity`.)
         """
         ref = request.task
-        async with self._pool.connection() as lock, lock.transaction():
-            await lock.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"a2a-task:{ref.task_id}",)
-            )
-            row = await store.get_task(self._pool, ref.org_id, ref.task_id)
-            if row is not None and row["state"] in TERMINAL_STATES:
-                return StateResult(has_push=False, changed=False, already_ended=True)
-            if request.finish_run is not None:
-                await self._runs.finish_run(request.finish_run)
-            result = await self._set_state(
-                ref,
-                request.state,
-                agent_text=request.agent_text,
-                user_message=request.user_message,
-                error=request.error,
-                answer=request.answer,
-                artifact_id=request.artifact_id,
-            )
-            if request.run_status is not None:
-                await self._runs.set_status(request.run_status)
-            return result
+        row = await store.get_task(self._pool, ref.org_id, ref.task_id)
+        if row is not None and row["state"] in TERMINAL_STATES:
+            return StateResult(has_push=False, changed=False, already_ended=True)
+        if request.finish_run is not None:
+            await self._runs.finish_run(request.finish_run)
+        result = await self._set_state(
+            ref,
+            request.state,
+            agent_text=request.agent_text,
+            user_message=request.user_message,
+            error=request.error,
+            answer=request.answer,
+            artifact_id=request.artifact_id,
+        )
+        if request.run_status is not None and not result.already_ended:
+            await self._runs.set_status(request.run_status)
+        return result
 
     async def _set_state(
         self,

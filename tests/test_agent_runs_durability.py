@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+import deeployd
 from deeployd.services import Services
 from tests.agent_support import (
     auth,
@@ -117,3 +118,60 @@ async def test_killed_worker_run_resumes_and_a_completed_tool_is_not_executed_ag
         assert text_of(events) == "Calling the counter." + "".join(words)
         assert run["result"] == "".join(words)
         assert [c["status"] for c in run["toolCalls"]] == ["completed"]
+
+
+async def test_sdk_stream_survives_a_dropped_connection_without_losing_or_repeating_tokens(
+    api: RunningApi, org: Org, worker: Services
+) -> None:
+    """A TCP proxy cuts the first connection mid-answer; the SDK resumes by Last-Event-ID."""
+    connections = 0
+    port = int(api.url.rsplit(":", 1)[1])
+
+    async def pump(reader, writer, limit: int | None) -> None:  # type: ignore[no-untyped-def]
+        sent = 0
+        try:
+            while data := await reader.read(4096):
+                writer.write(data)
+                await writer.drain()
+                sent += len(data)
+                if limit is not None and sent >= limit:
+                    break
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_reader, client_writer) -> None:  # type: ignore[no-untyped-def]
+        nonlocal connections
+        connections += 1
+        limit = 6000 if connections == 1 else None  # the first connection dies mid-answer
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.gather(
+            pump(client_reader, upstream_writer, None),
+            pump(upstream_reader, client_writer, limit),
+        )
+
+    proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+    proxy_url = f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
+    words = [f"piece{i} " for i in range(300)]
+    try:
+        async with httpx.AsyncClient(base_url=api.url) as http:
+            agent = await create_agent(
+                http, org, scripted_agent([{"text": "".join(words)}], token_delay_ms=2)
+            )
+            conv = await create_conversation(http, org, agent["id"])
+        async with deeployd.Client(proxy_url, org.admin_key) as client:
+            events = [
+                event
+                async for event in client.conversations.send_message_stream(
+                    conversation_id=conv, content="go"
+                )
+            ]
+    finally:
+        proxy.close()
+        await proxy.wait_closed()
+    assert connections >= 2  # it really was cut off and reconnected
+    assert [e.token for e in events if e.type == "token"] == words
+    assert events[-1].type == "done"
+    ids = [e.id for e in events]
+    assert ids == sorted(set(ids))

@@ -15,6 +15,7 @@ reaches history). History stays bounded: at most MAX_TOOL_ROUNDS model calls per
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from datetime import timedelta
 from typing import Any, Literal
@@ -123,6 +124,7 @@ class A2ATaskWorkflow:
         self._has_push = False
         self._ref: TaskRef | None = None
         self._cancel_requested = False
+        self._inflight: asyncio.Future[Any] | None = None
 
     # --- messages from outside ------------------------------------------------------------
 
@@ -175,6 +177,9 @@ class A2ATaskWorkflow:
             text = await self._loop(run, plan)
         except BaseException as exc:
             if is_cancelled_exception(exc):
+                interrupted = await self._finish_inflight()
+                if run is None and isinstance(interrupted, TaskPlan):
+                    run = interrupted.run  # canceled while the run was being set up
                 await self._end(run, "canceled", error="the task was canceled")
                 raise
             message, code = _describe(exc)
@@ -391,12 +396,28 @@ class A2ATaskWorkflow:
         workflow.upsert_search_attributes([sa.STATUS.value_set(state)])
 
     async def _activity(self, method: Any, arg: Any, *, timeout_s: float) -> Any:
-        return await workflow.execute_activity_method(
-            method,
-            arg,
-            start_to_close_timeout=timedelta(seconds=timeout_s),
-            retry_policy=_BOOKKEEPING_RETRY,
+        # Bookkeeping is shielded from cancellation: a cancel interrupts the workflow's wait,
+        # not the activity, and `_finish_inflight` lets it complete before the final state is
+        # written — so a stale `input-required` can never land after `canceled`.
+        inflight = asyncio.ensure_future(
+            workflow.execute_activity_method(
+                method,
+                arg,
+                start_to_close_timeout=timedelta(seconds=timeout_s),
+                retry_policy=_BOOKKEEPING_RETRY,
+            )
         )
+        self._inflight = inflight
+        return await asyncio.shield(inflight)
+
+    async def _finish_inflight(self) -> Any:
+        """Wait for the bookkeeping activity a cancel interrupted; returns its result."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return None
+        with contextlib.suppress(BaseException):
+            return await inflight
+        return None
 
 
 def _describe(exc: BaseException) -> tuple[str, str]:
