@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from deeployd import temporal
+from deeployd.agents.alerts import ensure_sweep_schedule
 from deeployd.logging import configure_logging
 from deeployd.pipelines.sources.runtime import ensure_source_router
 from deeployd.schedules import ensure_retention_schedule
@@ -44,6 +45,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         await temporal.ensure_search_attributes(client)
         await ensure_retention_schedule(client, settings)
         await ensure_source_router(client, settings, services)
+        await ensure_sweep_schedule(client, settings)
         worker = build_worker(client, services, settings.task_queue)
         async with worker:
             yield worker

@@ -35,7 +35,6 @@ from deeployd.a2a import events as tev
 from deeployd.a2a import store
 from deeployd.a2a.chunks import ANSWER_ARTIFACT_NAME, ArtifactChunker, TeePublisher
 from deeployd.a2a.tools import ASK_USER
-from deeployd.agents.providers import ToolCall
 from deeployd.eventlog import EventFilter, read_events
 from deeployd.ids import new_id
 from deeployd.models.a2a import TERMINAL_STATES
@@ -470,17 +469,3 @@ class A2AActivities:
 def _json_value(value: Any) -> Any:
     """A tool result as a protobuf Value can hold it (JSON types only)."""
     return json.loads(json.dumps(value, default=str))
-
-
-__all__ = [
-    "A2AActivities",
-    "BeginTaskInput",
-    "ModelTurnInput",
-    "PushInput",
-    "SetStateInput",
-    "StateResult",
-    "TaskPlan",
-    "TaskRef",
-    "ToolCall",
-    "ToolCallInput",
-]

@@ -288,7 +288,7 @@ class PipelineActivities:
         """Fire-and-forget: live-stream events must never slow down or fail a batch."""
         with contextlib.suppress(Exception):
             future = self._services.publisher.publish_nowait(
-                org_id, f"pipeline:{pipeline_id}", event_type, data
+                org_id, f"pipeline:{pipeline_id}", event_type, {"pipelineId": pipeline_id, **data}
             )
             future.add_done_callback(lambda f: f.exception())
 

@@ -396,7 +396,27 @@ def main() -> None:
             stop_process(child)
         if postgres is not None:
             postgres.stop()
+            _stop_postmaster(tmp / "pg")
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stop_postmaster(pgdata: Path) -> None:
+    """Safety net: a postmaster still running after the handle closed gets a fast shutdown."""
+    import signal
+
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    for _ in range(50):
+        if not pid_file.exists():
+            return
+        time.sleep(0.1)
 
 
 if __name__ == "__main__":

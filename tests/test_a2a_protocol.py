@@ -5,6 +5,7 @@ resubscription, and a 0.3-style JSON-RPC request."""
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -128,10 +129,11 @@ async def test_streamed_task_completes_with_a_chunked_artifact(api, worker, org,
     assert artifact_text(events) == ANSWER
 
 
-async def test_input_required_then_follow_up_completes(api, worker, org):
+@pytest.mark.parametrize("binding", [TransportProtocol.JSONRPC, TransportProtocol.HTTP_JSON])
+async def test_input_required_then_follow_up_completes(api, worker, org, binding):
     async with httpx.AsyncClient(base_url=api.url) as http:
         agent = await create_agent(http, org, scripted_agent(ASK_SCRIPT, tools=["ask_user"]))
-    async with a2a_client(api.url, org.admin_key, agent["id"]) as client:
+    async with a2a_client(api.url, org.admin_key, agent["id"], binding) as client:
         first = await collect(client.send_message(user_message("What's the weather?")))
         assert states(first) == ["submitted", "working", "input-required"]
         tasks = await client.list_tasks(ListTasksRequest())
@@ -230,6 +232,50 @@ async def test_v03_message_send_and_tasks_get(api, worker, org):
             json={"jsonrpc": "2.0", "id": 2, "method": "tasks/get", "params": {"id": result["id"]}},
         )
         assert got.json()["result"]["status"]["state"] == "completed"
+
+        # 0.3 non-blocking send, then `tasks/resubscribe` follows the task to its end.
+        slow = await create_agent(
+            http, org, scripted_agent([{"text": " ".join(["tick"] * 40)}], token_delay_ms=10)
+        )
+        started = await http.post(
+            f"/a2a/agents/{slow['id']}",
+            json={
+                "jsonrpc": "2.0",
+                "id": 4,
+                "method": "message/send",
+                "params": {
+                    "message": {
+                        "kind": "message",
+                        "messageId": str(uuid.uuid4()),
+                        "role": "user",
+                        "parts": [{"kind": "text", "text": "go"}],
+                    },
+                    "configuration": {"blocking": False},
+                },
+            },
+        )
+        slow_task = started.json()["result"]
+        assert slow_task["status"]["state"] in ("submitted", "working")
+        kinds = []
+        async with http.stream(
+            "POST",
+            f"/a2a/agents/{slow['id']}",
+            json={
+                "jsonrpc": "2.0",
+                "id": 5,
+                "method": "tasks/resubscribe",
+                "params": {"id": slow_task["id"]},
+            },
+        ) as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    event = json.loads(line[6:])["result"]
+                    kinds.append((event["kind"], event.get("status", {}).get("state")))
+                    if event.get("final") or event.get("status", {}).get("state") == "completed":
+                        break
+        assert kinds[0][0] == "task"
+        assert ("artifact-update", None) in kinds
+        assert kinds[-1] == ("status-update", "completed")
 
         # Another organisation's key sees nothing of it.
         other = await http.post(

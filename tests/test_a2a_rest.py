@@ -224,3 +224,22 @@ async def test_failure_cancel_while_waiting_and_the_default_card(api, worker, or
             assert canceled["status"]["state"] == "TASK_STATE_CANCELED"
     runs = await client.request("GET", "/api/runs", params={"agentId": asker["id"]})
     assert [r["status"] for r in runs] == ["cancelled"]
+
+
+async def test_tasks_of_one_context_share_the_agents_conversation(api, worker, org, client):
+    async with httpx.AsyncClient(base_url=api.url, headers=auth(org), timeout=30) as http:
+        agent = await create_agent(http, org, scripted_agent([{"text": "noted"}]))
+    first = await client.a2a.create_task(agent["id"], "my name is Ada")
+    [e async for e in client.a2a.stream_task(first["id"])]
+    second = await client.a2a.create_task(
+        agent["id"], "what is my name?", context_id=first["contextId"]
+    )
+    [e async for e in client.a2a.stream_task(second["id"])]
+    other = await client.a2a.create_task(agent["id"], "unrelated")
+    [e async for e in client.a2a.stream_task(other["id"])]
+
+    in_context = await client.a2a.list_tasks(context_id=first["contextId"])
+    assert sorted(t["id"] for t in in_context["tasks"]) == sorted([first["id"], second["id"]])
+    runs = await client.request("GET", "/api/runs", params={"agentId": agent["id"]})
+    conversations = {r["conversationId"] for r in runs}
+    assert len(runs) == 3 and len(conversations) == 2  # the second task saw the first exchange

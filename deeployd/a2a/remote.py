@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from a2a.client import ClientConfig, ClientFactory
+from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
 from a2a.types.a2a_pb2 import Message, Part, Role, SendMessageRequest
 from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH, TransportProtocol
 from google.protobuf.json_format import MessageToDict
@@ -15,6 +15,9 @@ from google.protobuf.json_format import MessageToDict
 from deeployd.a2a.store import new_message_id, state_from_proto
 
 CARD_SUFFIX = AGENT_CARD_WELL_KNOWN_PATH  # '/.well-known/agent-card.json'
+# What is kept of a remote agent's output (the model reads it).
+MAX_DATA_PARTS = 20
+MAX_ARTIFACTS = 20
 
 
 def split_card_url(url: str) -> tuple[str, str | None]:
@@ -35,6 +38,7 @@ async def call_remote_agent(
     on_progress: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     timeout_s: float = 300.0,
     max_text: int = 20_000,
+    check_url: Callable[[str], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Send `text` as a new task and follow it until it ends or needs input.
 
@@ -52,7 +56,12 @@ async def call_remote_agent(
                 ],
             )
         )
-        client = await factory.create_from_url(base, relative_card_path=card_path)
+        card = await A2ACardResolver(http, base).get_agent_card(relative_card_path=card_path)
+        if check_url is not None:
+            # The card names the endpoints to call: they are outbound URLs like any other.
+            for interface in card.supported_interfaces:
+                await check_url(interface.url)
+        client = factory.create(card)
         request = SendMessageRequest(
             message=Message(
                 message_id=new_message_id(), role=Role.ROLE_USER, parts=[Part(text=text)]
@@ -84,6 +93,8 @@ async def call_remote_agent(
                     update = response.artifact_update
                     art = update.artifact
                     entry = artifacts.get(art.artifact_id)
+                    if entry is None and len(artifacts) >= MAX_ARTIFACTS:
+                        continue
                     if entry is None or not update.append:
                         entry = {"name": art.name, "text": "", "data": []}
                         artifacts[art.artifact_id] = entry
@@ -92,7 +103,7 @@ async def call_remote_agent(
                     for part in art.parts:
                         if part.text:
                             entry["text"] = (entry["text"] + part.text)[:max_text]
-                        elif part.HasField("data"):
+                        elif part.HasField("data") and len(entry["data"]) < MAX_DATA_PARTS:
                             entry["data"].append(MessageToDict(part.data))
                     if on_progress and update.last_chunk:
                         await on_progress(

@@ -188,6 +188,11 @@ class _Authenticated:
             return
         scope[PRINCIPAL_KEY] = principal
         scope[AGENT_KEY] = agent
+        # Like `request.state.principal` in the API's own routes: request accounting (and the
+        # `api_event` pipeline source) sees which organisation made the call.
+        state = scope.setdefault("state", {})
+        if isinstance(state, dict):
+            state["principal"] = principal
         await self._app(scope, receive, send)
 
 

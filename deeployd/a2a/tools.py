@@ -100,6 +100,9 @@ class CallAgent(BaseTool):
             # The remote task's progress, live on the calling run's stream.
             publisher.publish_nowait(ctx.org_id, f"run:{ctx.run_id}", "remote_task", data)
 
+        async def check(url: str) -> None:
+            await check_outbound_url(url, allow_private=settings.allow_private_urls)
+
         try:
             return await call_remote_agent(
                 params.agent_url,
@@ -108,7 +111,10 @@ class CallAgent(BaseTool):
                 on_progress=progress,
                 timeout_s=CALL_AGENT_TIMEOUT_S,
                 max_text=MAX_REMOTE_TEXT,
+                check_url=check,
             )
+        except UnsafeURLError as exc:
+            raise ToolError(f"the agent card names a refused URL: {exc}") from None
         except (httpx.HTTPError, ValueError) as exc:
             raise ToolError(f"the remote agent could not be reached: {exc}") from None
         except Exception as exc:  # the a2a client's own errors: the model hears about them

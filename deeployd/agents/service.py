@@ -326,19 +326,19 @@ async def send_message(
             status.HTTP_503_SERVICE_UNAVAILABLE, "could not start the run; try again"
         ) from exc
     for other in to_cancel:
-        await _cancel_workflow(client, workflow_id(other), pool)
+        await _cancel_workflow(client, workflow_id(other), other, pool)
     return StartedRun(run=row, message_id=message_id)
 
 
 async def _cancel_workflow(
-    client: TemporalClient, wf_id: str, pool: AsyncConnectionPool | None = None
+    client: TemporalClient, wf_id: str, run_id: str, pool: AsyncConnectionPool
 ) -> None:
     try:
         await client.get_workflow_handle(wf_id).cancel()
     except RPCError:
         return  # already finished
-    if pool is not None:  # stops the model stream at once (see deeployd.agents.cancellation)
-        await notify_cancel(pool, wf_id.removeprefix("run-"))
+    # Then stop the model stream at once (see deeployd.agents.cancellation).
+    await notify_cancel(pool, run_id)
 
 
 async def cancel_run(services: Services, client: TemporalClient, org_id: str, run_id: str) -> dict:
@@ -347,7 +347,7 @@ async def cancel_run(services: Services, client: TemporalClient, org_id: str, ru
         raise HTTPException(status.HTTP_404_NOT_FOUND, "run not found")
     if row["status"] in TERMINAL:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the run already ended ({row['status']})")
-    await _cancel_workflow(client, row["workflow_id"], services.db.pool)
+    await _cancel_workflow(client, row["workflow_id"], run_id, services.db.pool)
     return row
 
 

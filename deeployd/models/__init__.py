@@ -1,10 +1,12 @@
 """SQLModel tables and their API shapes. Importing this package registers every table."""
 
-from deeployd.models import a2a  # noqa: F401  (registers the a2a_tasks/a2a_push_configs tables)
-from deeployd.models import agent  # noqa: F401  (registers the agents/runs/alerts tables)
-from deeployd.models import memory  # noqa: F401  (registers the agent_memories table)
-from deeployd.models import pipeline  # noqa: F401  (registers the pipeline tables)
-from deeployd.models import voice  # noqa: F401  (registers the voice_usage table)
+from deeployd.models import (
+    a2a,  # noqa: F401  (registers the a2a_tasks/a2a_push_configs tables)
+    agent,  # noqa: F401  (registers the agents/runs/alerts tables)
+    memory,  # noqa: F401  (registers the agent_memories table)
+    pipeline,  # noqa: F401  (registers the pipeline tables)
+    voice,  # noqa: F401  (registers the voice_usage table)
+)
 from deeployd.models.base import utcnow
 from deeployd.models.event import Event
 from deeployd.models.organization import (

@@ -77,7 +77,7 @@ export async function mount(root) {
             agentId: data.agentId || run.agentId, agentName: run.agentName, startedAt: run.startedAt,
             status: run.status || data.status || (data.type === "run:completed" ? "completed" : undefined),
             ...(usage ? { tokens: usage.total } : {}), ...(data.cost ?? run.cost) !== undefined ? { cost: data.cost ?? run.cost } : {},
-            ...(data.type === "run:error" ? { activity: data.message || data.error || "error" } : {}),
+            ...(data.type === "run:error" ? { activity: data.message || data.error?.message || (typeof run.error === "string" ? run.error : run.error?.message) || "error" } : {}),
           });
           break;
         case "run:progress":
