@@ -38,8 +38,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Every benchmark, one after the other, on the embedded stack (figures: docs/BENCHMARKS.md).
+BENCHES := sse_fanout pipeline_throughput pipeline_sources transforms token_stream a2a_tasks tts_stream
 bench: install
-	$(BIN)/python bench/sse_fanout.py
+	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .deeployd

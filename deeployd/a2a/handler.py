@@ -43,7 +43,7 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
-from a2a.utils.task import apply_history_length
+from a2a.utils.task import apply_history_length, validate_history_length
 from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client as TemporalClient
 
@@ -104,6 +104,7 @@ class DeeploydRequestHandler(RequestHandler):
         """Start a task or deliver a follow-up; returns (task row, stream cursor before it)."""
         org_id = org_of(context)
         agent_id = agent_of(context)
+        validate_history_length(params.configuration)
         if not params.message.parts:
             raise InvalidParamsError(message="message.parts must not be empty")
         if params.message.ByteSize() > MAX_MESSAGE_BYTES:
@@ -227,6 +228,8 @@ class DeeploydRequestHandler(RequestHandler):
     ) -> ListTasksResponse:
         if params.HasField("page_size") and not 1 <= params.page_size <= 100:
             raise InvalidParamsError(message="pageSize must be between 1 and 100")
+        if params.HasField("history_length") and params.history_length < 0:
+            raise InvalidParamsError(message="historyLength must be non-negative")
         return await PostgresTaskStore(self.services).list(params, context)
 
     async def on_cancel_task(
