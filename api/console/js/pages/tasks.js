@@ -5,6 +5,8 @@ import { h, workflowLink } from "../app.js";
 import { openStream } from "../stream.js";
 
 const FLOW = ["submitted", "working", "input-required", "completed"];
+// A2A 1.0 JSON names states TASK_STATE_INPUT_REQUIRED; the stream's updates also carry "input-required".
+const norm = (state) => String(state || "").replace(/^TASK_STATE_/, "").toLowerCase().replace(/_/g, "-");
 
 export async function mount(root) {
   const list = h("tbody", { id: "task-rows" });
@@ -26,7 +28,7 @@ export async function mount(root) {
     const tasks = Array.isArray(body) ? body : body.items || body.tasks || [];
     list.replaceChildren(...tasks.slice(0, 30).map((task) => h("tr", {},
       h("td", {}, h("a", { href: "#/tasks", onclick: (e) => { e.preventDefault(); open(task.id); } }, task.id)),
-      h("td", {}, h("span", { class: `badge ${task.status?.state || ""}` }, task.status?.state || "")))));
+      h("td", {}, h("span", { class: `badge ${norm(task.status?.state)}` }, norm(task.status?.state))))));
   }
 
   async function create() {
@@ -61,6 +63,7 @@ export async function mount(root) {
       flow.replaceChildren(...steps.map((s) => h("span", { class: `step ${s === state ? "current" : ""}`, "data-state": s }, s)));
       flow.dataset.state = state;
       reply.hidden = state !== "input-required";
+      if (["input-required", "completed", "failed", "canceled", "rejected"].includes(state)) refresh();
       if (text) messages.append(h("div", {}, `${state}: ${text}`));
     }
     const textOf = (message) => (message?.parts || []).map((p) => p.text ?? (p.data ? JSON.stringify(p.data) : "")).join("");
@@ -68,20 +71,21 @@ export async function mount(root) {
     stream = openStream(`/api/a2a/tasks/${taskId}/stream`, {}, (data) => {
       switch (data.type) {
         case "task":
-          setState(data.task.status?.state, textOf(data.task.status?.message));
+          setState(norm(data.task.status?.state), textOf(data.task.status?.message));
           for (const artifact of data.task.artifacts || []) artifacts.set(artifact.artifactId, textOf(artifact));
           break;
         case "statusUpdate":
-          setState(data.status?.state, textOf(data.status?.message || data.message));
+          setState(data.state || norm(data.status?.state), textOf(data.status?.message || data.message));
           break;
         case "message":
-          messages.append(h("div", {}, `${data.message.role}: ${textOf(data.message)}`));
+          messages.append(h("div", {}, `${String(data.message.role).replace(/^ROLE_/, "").toLowerCase()}: ${textOf(data.message)}`));
           break;
         case "artifactUpdate": {
           const id = data.artifact?.artifactId || "artifact";
           const chunk = typeof data.chunk === "string" ? data.chunk : textOf(data.chunk || data.artifact);
-          artifacts.set(id, (data.append ? artifacts.get(id) || "" : "") + chunk);
-          if (data.lastChunk) artifacts.set(id, artifacts.get(id));
+          // Chunks grow the artifact; the last chunk carries the whole artifact.
+          if (data.lastChunk) artifacts.set(id, textOf(data.artifact) || artifacts.get(id) || "");
+          else artifacts.set(id, (artifacts.get(id) || "") + chunk);
           break;
         }
       }

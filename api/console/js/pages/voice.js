@@ -14,12 +14,12 @@ export async function mount(root) {
     h("div", { class: "row" }, "Voice", voice, "Format", format, speak, stop), audio, info));
 
   try {
+    // The voices of the provider requests use by default (the six familiar names work everywhere).
     const body = await get("/api/voice/voices");
-    const names = new Set();
-    for (const provider of Array.isArray(body) ? body : body.providers || [body]) {
-      for (const v of provider.voices || []) names.add(typeof v === "string" ? v : v.name || v.id);
+    const provider = body.providers.find((p) => p.name === body.defaultProvider) || body.providers[0];
+    for (const v of provider.voices) {
+      voice.append(h("option", { value: v.id }, v.description ? `${v.id} — ${v.description}` : v.id));
     }
-    for (const name of names.size ? names : ["alloy", "echo", "fable", "onyx", "nova", "shimmer"]) voice.append(h("option", { value: name }, name));
   } catch (error) { info.textContent = String(error); }
 
   let controller = null;
