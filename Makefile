@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test install browser lint typecheck bench clean
+.PHONY: dev test install browser lint typecheck bench screenshots clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:
@@ -37,6 +37,10 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+
+# Refresh docs/screenshots/ from the console's end-to-end tests.
+screenshots: install browser
+	DEEPLOYD_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_console_*_e2e.py
 
 # Every benchmark, one after the other, on the embedded stack (figures: docs/BENCHMARKS.md).
 BENCHES := sse_fanout pipeline_throughput pipeline_sources transforms token_stream a2a_tasks tts_stream

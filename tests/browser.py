@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# `make screenshots` (DEEPLOYD_UPDATE_SCREENSHOTS=1) refreshes the ones in docs/; a plain test run
+# still takes every screenshot, but into a temporary folder, so it leaves the work tree clean.
+DOCS_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+SCREENSHOTS = (
+    DOCS_SCREENSHOTS
+    if os.environ.get("DEEPLOYD_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "deeployd-screenshots"
+)
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
