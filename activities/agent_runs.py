@@ -37,6 +37,7 @@ from deeployd.agents.providers import (
     get_provider,
 )
 from deeployd.agents.providers.base import estimate_tokens
+from deeployd.agents.service import TERMINAL
 from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.secretstore import MissingSecretError, SecretStore
 from deeployd.services import Services
@@ -204,8 +205,12 @@ class AgentRunActivities:
         """Move the run's status (running <-> input-required) and tell both streams."""
         ref = request.run
         before = await store.get_run(self._pool, ref.org_id, ref.run_id)
+        if before is None:
+            raise _non_retryable("the run row is gone", "run_not_found")
+        if before["status"] in TERMINAL:
+            return  # a late status change (e.g. after a cancel) never reopens an ended run
         row = await store.update_run(self._pool, ref.org_id, ref.run_id, status=request.status)
-        if row is None or before is None:
+        if row is None:
             raise _non_retryable("the run row is gone", "run_not_found")
         events = self._events(ref)
         if request.approval_for is not None:

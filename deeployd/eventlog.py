@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool
+
+from deeployd.pglisten import listen_forever
 
 log = logging.getLogger(__name__)
 
@@ -392,24 +393,17 @@ class EventBus:
                     del index[key]
 
     async def _listen(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    backoff = 0.1
-                    self._ready.set()
-                    self._wake.set()  # catch up on anything committed while we were away
-                    async for _ in conn.notifies():
-                        self._wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("event bus LISTEN connection lost; reconnecting", exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        def connected() -> None:
+            self._ready.set()
+            self._wake.set()  # catch up on anything committed while we were away
+
+        await listen_forever(
+            self._url,
+            [NOTIFY_CHANNEL],
+            lambda _: self._wake.set(),
+            on_connected=connected,
+            name="event bus LISTEN",
+        )
 
     async def _dispatch_loop(self) -> None:
         while True:

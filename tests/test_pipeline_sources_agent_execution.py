@@ -46,7 +46,7 @@ def run_record(agent_id: str, status: str, *, total: int = 0, cost: float = 0.0)
 async def publish_run(
     services: Services, org_id: str, agent_id: str, outcome: str, **kw: Any
 ) -> None:
-    """The Command Center events of one run, in the RUN-EVENTS shape the agent runs publish."""
+    """The Command Center events of one run, in the shape agent runs publish."""
     started = run_record(agent_id, "running")
     run_id = started["id"]
     final = {**run_record(agent_id, outcome, **kw), "id": run_id}

@@ -22,7 +22,7 @@ REST = "It keeps arriving token by token. And now it is finished."
 @pytest.fixture
 async def events(settings: Settings) -> AsyncIterator[Services]:
     """Services with an event publisher, standing in for the agent-runs engine: these tests
-    publish a run's `token`/`done` events themselves (the RUN-EVENTS contract)."""
+    publish a run's `token`/`done` events themselves (the shapes agent runs publish)."""
     services = await Services.open(settings, with_temporal=False)
     try:
         yield services

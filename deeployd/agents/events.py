@@ -1,4 +1,4 @@
-"""The shapes of run events (the RUN-EVENTS contract) and the helpers that publish them.
+"""The shapes of run events and the helpers that publish them.
 
 Two streams carry a run:
 - `run:<runId>` — what a chat client renders: `token`, `tool_call`, `tool_result`,

@@ -1,4 +1,4 @@
-"""The per-pipeline item log: durable appends with monotonically increasing offsets (contract P-LOG).
+"""The per-pipeline item log: durable appends with monotonically increasing offsets.
 
 Offsets come from a per-pipeline counter row (`pipeline_offsets.last_offset`). One statement
 bumps the counter, inserts the items and queues a NOTIFY. The UPDATE row-locks the counter until

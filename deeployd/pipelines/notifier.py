@@ -13,6 +13,7 @@ import logging
 
 import psycopg
 
+from deeployd.pglisten import listen_forever
 from deeployd.pipelines.ingest import ITEMS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -50,27 +51,26 @@ class ItemNotifier:
             await asyncio.wait_for(self._ready.wait(), limit_s)
 
     async def _listen(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {ITEMS_CHANNEL}")
-                    backoff = 0.1
-                    self._ready.set()
-                    self._wake_all()  # anything committed while we were not listening
-                    async for note in conn.notifies():
-                        for event in self._waiters.get(note.payload, ()):
-                            event.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("pipeline LISTEN connection lost; reconnecting", exc_info=True)
-                self._ready.clear()
-                self._wake_all()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        def connected() -> None:
+            self._ready.set()
+            self._wake_all()  # anything committed while we were not listening
+
+        def lost() -> None:
+            self._ready.clear()
+            self._wake_all()
+
+        def notified(note: psycopg.Notify) -> None:
+            for event in self._waiters.get(note.payload, ()):
+                event.set()
+
+        await listen_forever(
+            self._url,
+            [ITEMS_CHANNEL],
+            notified,
+            on_connected=connected,
+            on_lost=lost,
+            name="pipeline LISTEN",
+        )
 
     def _wake_all(self) -> None:
         for waiters in self._waiters.values():

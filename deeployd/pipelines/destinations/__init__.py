@@ -1,14 +1,9 @@
-"""Built-in destinations register themselves on import; this package imports them all.
-
-`webhook` and `database` live here; `analytics` and `notification` are the sources engineer's
-modules and are picked up as soon as they exist.
-"""
+"""Built-in destinations register themselves on import; this package imports them all:
+`webhook`, `database`, `analytics` (Segment, Mixpanel, Amplitude, custom) and `notification`."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
+from deeployd.pipelines.destinations import analytics, database, notification, webhook
 from deeployd.pipelines.destinations.base import (
     ConfigError,
     Delivery,
@@ -20,11 +15,10 @@ from deeployd.pipelines.destinations.base import (
     register_destination,
 )
 
-for _name in ("webhook", "database", "analytics", "notification"):
-    if importlib.util.find_spec(f"{__name__}.{_name}") is not None:
-        importlib.import_module(f"{__name__}.{_name}")
+BUILT_IN = (webhook, database, analytics, notification)
 
 __all__ = [
+    "BUILT_IN",
     "ConfigError",
     "Delivery",
     "DeliveryContext",

@@ -1,4 +1,4 @@
-"""The destination interface (contract P-LOG): where a pipeline's transformed items go.
+"""The destination interface: where a pipeline's transformed items go.
 
 A destination validates its config at create/update time (`validate`, raising ConfigError with a
 loc relative to the destination body, e.g. ("config", "url")) and delivers batches in the worker

@@ -1,6 +1,6 @@
 """Event-driven pipeline sources: agent_execution, database_change, api_event, schedule.
 
-(`webhook` is the platform engineer's: items arrive through the pipeline's own HTTP endpoint.)
+(`webhook` lives with the pipeline API: items arrive through the pipeline's own HTTP endpoint.)
 Importing this package registers each source's config validator with deeployd.pipelines.config;
 `validate_source(source)` validates a whole source body with locs starting at "source".
 Lifecycle hooks for the pipeline API live in `lifecycle.py`; routing in `router.py`.

@@ -1,6 +1,6 @@
 """The `agent_execution` source: agent run events from the event log, routed into pipelines.
 
-The agent-runs engineer publishes Command Center events on stream `org:<orgId>`; every run
+Agent runs publish Command Center events on stream `org:<orgId>`; every run
 lifecycle event (`run:started`, `run:status_changed`, `run:completed`, `run:error`) carries `run`,
 the run record. The source router (deeployd/pipelines/sources/router.py) reads those events after
 its durable cursor and ingests, per matching pipeline, the item `{**run, "eventType": type}` with

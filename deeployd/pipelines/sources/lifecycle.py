@@ -1,6 +1,6 @@
 """What the pipeline API calls when a pipeline's life changes (the hooks the sources need).
 
-| API route (platform engineer)          | call                                              |
+| API route                              | call                                              |
 |----------------------------------------|---------------------------------------------------|
 | POST /pipelines (validation, -> 422)   | `await check_source(services, org_id, source)`    |
 | POST /pipelines (after the row commits)| `await on_pipeline_created(services, org_id, id, source)` |

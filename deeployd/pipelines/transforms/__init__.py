@@ -1,4 +1,4 @@
-"""The pipeline transform engine (contract P-ENGINE): pure Python, no I/O, deterministic.
+"""The pipeline transform engine: pure Python, no I/O, deterministic.
 
     chain = compile_chain(pipeline["transforms"])          # raises ConfigError(loc, msg)
     state = chain.initial_state()

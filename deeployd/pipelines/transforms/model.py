@@ -1,4 +1,4 @@
-"""The engine's data types (contract P-ENGINE) and the internal record/step plumbing."""
+"""The engine's data types and the internal record/step plumbing."""
 
 from __future__ import annotations
 
