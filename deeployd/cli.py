@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -62,7 +63,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
     return 0
 
 
-def _read_or_create(path: Path, factory: callable) -> str:  # type: ignore[valid-type]
+def _read_or_create(path: Path, factory: Callable[[], str]) -> str:
     if path.exists():
         return path.read_text().strip()
     value: str = factory()

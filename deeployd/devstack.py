@@ -33,7 +33,7 @@ def wait_for_port(
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(
-                f"{process.args[0]} exited with code {process.returncode} while starting"
+                f"{process.args!r} exited with code {process.returncode} while starting"
             )
         try:
             with socket.create_connection((host, port), timeout=0.5):
