@@ -4,6 +4,9 @@ exactly the expected totals — nothing lost, nothing counted twice."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
 
 from tests.conftest import Org, RunningApi, worker_process
@@ -113,3 +116,76 @@ async def test_kill_minus_9_mid_run_loses_nothing_and_counts_nothing_twice(
         api.settings, "SELECT state->>'chain_state_ref' FROM pipelines WHERE id = %s", (pid,)
     )
     assert by_ref[0][0] is not None
+
+
+async def test_an_open_window_closes_once_after_the_worker_is_killed(
+    api: RunningApi, org: Org
+) -> None:
+    """The window's state and its deadline live in the workflow's checkpoint, not in the worker:
+    a kill -9 while the window is open neither loses it nor emits it twice."""
+    from tests.pipeline_helpers import HookReceiver
+
+    async with (
+        HookReceiver() as hook,
+        httpx.AsyncClient(base_url=api.url, headers=auth(org.admin_key), timeout=60) as http,
+    ):
+        created = await http.post(
+            "/api/streaming/pipelines",
+            json={
+                "name": "windowed-counts",
+                "source": {"type": "webhook"},
+                "transforms": [
+                    {
+                        "type": "window",
+                        "config": {
+                            "type": "tumbling",
+                            "size": 10000,
+                            "aggregations": [
+                                {"field": "*", "function": "count", "alias": "n"},
+                                {"field": "amount", "function": "sum", "alias": "total"},
+                            ],
+                        },
+                    }
+                ],
+                "destination": {"type": "webhook", "config": {"url": hook.url}},
+                "options": {"maxWaitMs": 300},
+            },
+        )
+        assert created.status_code == 201, created.text
+        pid = created.json()["id"]
+        with worker_process(api.settings) as first_worker:
+            assert (await http.post(f"/api/streaming/pipelines/{pid}/start")).status_code == 200
+            await eventually(
+                lambda: metrics(http, org.admin_key, pid),
+                lambda m: m["status"] == "running",
+                every=0.1,
+            )
+            batch = [{"amount": i} for i in range(10)]
+            assert (
+                await http.post(f"/api/streaming/pipelines/{pid}/batch", json=batch)
+            ).status_code == 202
+            await eventually(
+                lambda: metrics(http, org.admin_key, pid),
+                lambda m: m["committedOffset"] == 10,
+                every=0.05,
+            )
+            assert hook.accepted == []  # the window is still open
+            first_worker.kill()
+            first_worker.wait()
+        with worker_process(api.settings):
+            await eventually(lambda: _delivered(hook), lambda bodies: len(bodies) >= 1, timeout=60)
+            # Well past the window's end: still exactly one emission for it.
+            await asyncio.sleep(3)
+            bodies = await _delivered(hook)
+            await http.post(f"/api/streaming/pipelines/{pid}/stop")
+    assert len(bodies) == 1
+    assert bodies[0]["n"] == 10 and bodies[0]["total"] == sum(range(10))
+    assert bodies[0]["windowStart"] < bodies[0]["windowEnd"]
+
+
+async def _delivered(hook: Any) -> list[dict[str, Any]]:
+    bodies: list[dict[str, Any]] = []
+    for record in hook.accepted:
+        body = record["json"]
+        bodies.extend(body if isinstance(body, list) else [body])
+    return bodies
