@@ -100,10 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         command_center,
         pipelines,
         pipeline_hooks,
+        a2a,
     ):
         app.include_router(module.router)
-    app.include_router(a2a.router)
-    a2a.mount(app)
+    a2a.mount(app)  # the a2a-sdk's JSON-RPC and HTTP+JSON apps
     app.mount("/console", console.static_files(), name="console")
     return app
 
