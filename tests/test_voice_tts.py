@@ -94,6 +94,8 @@ async def test_first_audio_leaves_before_the_whole_text_is_synthesised(
     text = "".join(sentence.format(i) for i in range(60))
     total_sentences = len(split_sentences(text))
     engine = get_engine()
+    # Read the counter before the request: synthesis starts before the response headers arrive.
+    started = engine.sentences_synthesised
     async with (
         httpx.AsyncClient(base_url=api.url, timeout=60) as http,
         http.stream(
@@ -104,7 +106,6 @@ async def test_first_audio_leaves_before_the_whole_text_is_synthesised(
         ) as response,
     ):
         assert response.status_code == 200
-        started = engine.sentences_synthesised
         t0 = time.perf_counter()
         iterator = response.aiter_raw()
         first = await anext(iterator)
