@@ -170,11 +170,13 @@ async def test_routing_filters_by_agent_and_type_and_is_exactly_once(
         await publish_run(worker, org.id, "agent-b", "failed")
         await publish_run(worker, org.id, "agent-b", "completed")
         high = await current_event_id(worker)
+        # The log is shared with whatever else runs (other organisations' events can land between
+        # two passes), so a pass reaches at least the newest id seen here.
         first = await route_once(worker, cursor, external=False)
-        assert first.cursor == high
+        assert first.cursor >= high
         # A router that crashed before saving its cursor routes the same events again.
         again = await route_once(worker, cursor, external=False)
-        assert again.cursor == high
+        assert again.cursor >= high
 
     default_items = await items(api.settings, by_default)
     # Default: every status transition once: 3 runs x (queued->running, running->outcome).
