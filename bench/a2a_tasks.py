@@ -22,11 +22,8 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -224,74 +221,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
 
-    from deeployd import migrations
-    from deeployd.devstack import (
-        EmbeddedPostgres,
-        free_port,
-        start_temporal_dev_server,
-        stop_process,
-        wait_for_port,
-    )
-    from deeployd.security import SecretBox
+    from bench.stack import embedded_stack
 
-    tmp = Path(tempfile.mkdtemp(prefix="a2a-bench-"))
-    os.chmod(tmp, 0o777)  # pgserver may run postgres as another user
-    children: list[subprocess.Popen[bytes]] = []
-    postgres = None
-    try:
-        print("starting PostgreSQL and Temporal …", flush=True)
-        postgres = EmbeddedPostgres(tmp / "pg")
-        temporal_port = free_port()
-        children.append(
-            start_temporal_dev_server(
-                port=temporal_port, ui_port=None, db_file=None, log_file=tmp / "temporal.log"
-            )
-        )
-        migrations.upgrade(postgres.url)
-        api_port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": postgres.url,
-            "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
-            "DEEPLOYD_TASK_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
-            "DEEPLOYD_SECRET_KEY": SecretBox.generate_key(),
-            "DEEPLOYD_ALLOW_PRIVATE_URLS": "true",
-            "DEEPLOYD_LOG_JSON": "false",
-            "DEEPLOYD_LOG_LEVEL": "WARNING",
-        }
-        worker = subprocess.Popen([sys.executable, "worker.py"], env=env, cwd=REPO)
-        children.append(worker)
-        api = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(api_port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            env=env,
-            cwd=REPO,
-        )
-        children.append(api)
-        wait_for_port("127.0.0.1", api_port, timeout=60, process=api)
-        time.sleep(2.0)  # let the worker register and poll
-        pids = {"worker": worker.pid, "api": api.pid, "temporal": children[0].pid}
-        results = asyncio.run(measure(args, f"http://127.0.0.1:{api_port}", postgres.url, pids))
+    with embedded_stack("a2a-bench", ["worker.py"]) as stack:
+        results = asyncio.run(measure(args, stack.api_url, stack.database_url, stack.pids))
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "a2a_tasks.json").write_text(json.dumps(results, indent=2))
         report(results)
-    finally:
-        for child in reversed(children):
-            stop_process(child)
-        if postgres is not None:
-            postgres.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

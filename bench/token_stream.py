@@ -25,11 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -329,94 +325,13 @@ def main() -> None:
         run_worker()
         return
 
-    from deeployd import migrations
-    from deeployd.devstack import (
-        EmbeddedPostgres,
-        free_port,
-        start_temporal_dev_server,
-        stop_process,
-        wait_for_port,
-    )
-    from deeployd.security import SecretBox
+    from bench.stack import embedded_stack
 
-    tmp = Path(tempfile.mkdtemp(prefix="token-bench-"))
-    os.chmod(tmp, 0o777)  # pgserver may run postgres as another user
-    children: list[subprocess.Popen[bytes]] = []
-    postgres = None
-    try:
-        print("starting PostgreSQL and Temporal …", flush=True)
-        postgres = EmbeddedPostgres(tmp / "pg")
-        temporal_port = free_port()
-        children.append(
-            start_temporal_dev_server(
-                port=temporal_port, ui_port=None, db_file=None, log_file=tmp / "temporal.log"
-            )
-        )
-        migrations.upgrade(postgres.url)
-        api_port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": postgres.url,
-            "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
-            "DEEPLOYD_TASK_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
-            "DEEPLOYD_SECRET_KEY": SecretBox.generate_key(),
-            "DEEPLOYD_ALLOW_PRIVATE_URLS": "true",
-            "DEEPLOYD_LOG_JSON": "false",
-            "DEEPLOYD_LOG_LEVEL": "WARNING",
-        }
-        children.append(
-            subprocess.Popen([sys.executable, __file__, "--role", "worker"], env=env, cwd=REPO)
-        )
-        api = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(api_port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            env=env,
-            cwd=REPO,
-        )
-        children.append(api)
-        wait_for_port("127.0.0.1", api_port, timeout=60, process=api)
-        time.sleep(2.0)  # let the worker register and poll
-        results = asyncio.run(measure(args, f"http://127.0.0.1:{api_port}", postgres.url))
+    with embedded_stack("token-bench", [__file__, "--role", "worker"]) as stack:
+        results = asyncio.run(measure(args, stack.api_url, stack.database_url))
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "token_stream.json").write_text(json.dumps(results, indent=2))
         report(results)
-    finally:
-        for child in reversed(children):
-            stop_process(child)
-        if postgres is not None:
-            postgres.stop()
-            _stop_postmaster(tmp / "pg")
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _stop_postmaster(pgdata: Path) -> None:
-    """Safety net: a postmaster still running after the handle closed gets a fast shutdown."""
-    import signal
-
-    pid_file = pgdata / "postmaster.pid"
-    try:
-        pid = int(pid_file.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return
-    try:
-        os.kill(pid, signal.SIGINT)
-    except ProcessLookupError:
-        return
-    for _ in range(50):
-        if not pid_file.exists():
-            return
-        time.sleep(0.1)
 
 
 if __name__ == "__main__":
