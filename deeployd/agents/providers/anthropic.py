@@ -24,6 +24,7 @@ from deeployd.agents.providers.base import (
     ToolCall,
     ToolCallRequest,
     UsageReport,
+    import_sdk,
     is_transport_error,
     map_sdk_error,
     parse_tool_arguments,
@@ -35,15 +36,7 @@ MAX_TOOL_ARGUMENT_CHARS = 1_000_000
 
 
 def _sdk() -> Any:
-    try:
-        import anthropic
-    except ImportError as exc:  # pragma: no cover - anthropic is a declared dependency
-        raise ProviderError(
-            "the 'anthropic' package is not installed: pip install 'anthropic>=0.40'",
-            code="config",
-            retryable=False,
-        ) from exc
-    return anthropic
+    return import_sdk("anthropic", "anthropic>=0.40")
 
 
 def to_anthropic_messages(messages: list[ChatMessage]) -> tuple[str | None, list[dict[str, Any]]]:

@@ -11,6 +11,7 @@ when its arguments are complete, then exactly one `UsageReport` at the end of a 
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from collections.abc import AsyncIterator
@@ -217,3 +218,15 @@ def _error_message(exc: Any) -> str:
         if isinstance(inner, dict) and isinstance(inner.get("message"), str):
             return inner["message"]
     return str(getattr(exc, "message", exc))
+
+
+def import_sdk(module: str, requirement: str) -> Any:
+    """Import a provider's SDK lazily, with a clear error naming what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - the SDKs are declared dependencies
+        raise ProviderError(
+            f"the {module!r} package is not installed: pip install '{requirement}'",
+            code="config",
+            retryable=False,
+        ) from exc

@@ -33,6 +33,7 @@ from deeployd.agents.providers.base import (
     ToolCallRequest,
     UsageReport,
     estimate_tokens,
+    import_sdk,
     is_transport_error,
     map_sdk_error,
     parse_tool_arguments,
@@ -46,15 +47,7 @@ MAX_TOOL_ARGUMENT_CHARS = 1_000_000
 
 
 def _sdk() -> Any:
-    try:
-        import openai
-    except ImportError as exc:  # pragma: no cover - openai is a declared dependency
-        raise ProviderError(
-            "the 'openai' package is not installed: pip install 'openai>=1.50'",
-            code="config",
-            retryable=False,
-        ) from exc
-    return openai
+    return import_sdk("openai", "openai>=1.50")
 
 
 def to_openai_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
