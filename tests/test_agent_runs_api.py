@@ -136,7 +136,7 @@ async def test_sdk_streams_typed_events_and_approves(
             await client.runs.approve(event.run_id, event.tool_call_id, True)
         elif event.type == "done":
             usage_total = event.usage.total
-    assert text.startswith("Checking.It is ")
+    assert text.startswith("Checking.\n\nIt is ")
     assert usage_total > 0
     done = await asyncio.wait_for(completed, 30)
     assert done.type == "run:completed" and done.run.agent_name == agent["name"]
