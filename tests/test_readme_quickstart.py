@@ -106,7 +106,8 @@ def ctrl_c(process: subprocess.Popen[str], timeout: float = 90) -> None:
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[Terminal]:
     # The linked .venv must be the installed one, or `make chat` would reinstall into it.
-    subprocess.run(["make", "install"], cwd=REPO, check=True, capture_output=True)
+    outside_make = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
+    subprocess.run(["make", "install"], cwd=REPO, env=outside_make, check=True, capture_output=True)
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     for name in (".venv", "Makefile", "pyproject.toml", "examples"):
