@@ -186,6 +186,8 @@ async def test_cli_chat_streams_the_demo_agent_and_answers_the_approval(
     text = out.decode()
     assert process.returncode == 0, err.decode()
     assert "calculator" in text and "35" in text
+    # The next turn starts right under the tool lines (its leading paragraph break is dropped).
+    assert '"(2 + 3) * 7"}\nThe calculator says 35.' in text
     assert "approval needed: http_request" in text
     assert "Done: (2 + 3) * 7 = 35" in text
     assert "tokens, $" in text
