@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test install browser lint typecheck bench screenshots clean
+.PHONY: dev test install browser lint typecheck bench screenshots clean chat tail psql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:
@@ -23,8 +23,22 @@ browser:
 	  echo "installing Debian's chromium for the console's browser tests"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
+# `make dev DEV_ARGS="--api-port 8001"` passes flags to `deeployd dev`.
+DEV_ARGS ?=
 dev: install
-	$(BIN)/deeployd dev
+	$(BIN)/deeployd dev $(DEV_ARGS)
+
+# The quick start's terminal commands without activating .venv (the stack runs in `make dev`).
+# ARGS goes to the command, e.g. `make chat ARGS="--yes"`.
+ARGS ?=
+chat: install
+	$(BIN)/deeployd chat demo $(ARGS)
+
+tail: install
+	$(BIN)/deeployd tail $(ARGS)
+
+psql: install
+	$(BIN)/deeployd psql $(ARGS)
 
 test: install browser
 	$(BIN)/ruff check .

@@ -38,6 +38,7 @@ from deeployd.agents.providers import (
 )
 from deeployd.agents.providers.base import estimate_tokens
 from deeployd.agents.service import TERMINAL
+from deeployd.agents.turns import turn_separator
 from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.secretstore import MissingSecretError, SecretStore
 from deeployd.services import Services
@@ -102,6 +103,9 @@ MAX_INLINE_TEXT = 4000
 class ModelTurn(BaseModel):
     text: str  # all of it, or the first `max_inline_text` characters
     text_chars: int = 0  # the whole text's length
+    # What the stream put before this turn's first token to set it apart from the run's earlier
+    # text ("" for the first turn, or when there was whitespace at the seam already).
+    separator: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     prompt_tokens: int
     completion_tokens: int
@@ -362,6 +366,14 @@ class AgentRunActivities:
             skip = await store.count_published_tokens(
                 self._pool, ref.org_id, ref.run_id, request.turn
             )
+        # Text streamed by an earlier turn of this run: this turn's first token is set apart
+        # from it (see deeployd/agents/turns.py); the stored message stays the model's text.
+        earlier_text = (
+            await store.latest_turn_text_before(self._pool, ref.org_id, ref.run_id, request.turn)
+            if request.turn > 0
+            else None
+        )
+        separator = ""
         heartbeat = asyncio.create_task(_heartbeat_forever())
         started = time.monotonic()
         first_token_at: float | None = None
@@ -393,11 +405,16 @@ class AgentRunActivities:
                                 f"the answer exceeded {MAX_ANSWER_CHARS} characters",
                                 "answer_too_long",
                             )
+                        token = item.text
+                        if earlier_text is not None and token:
+                            separator = turn_separator(earlier_text, token)
+                            token = separator + token
+                            earlier_text = None
                         if skip:
                             skip -= 1
                         else:
                             in_flight.append(
-                                events.chat(ev.TOKEN, {"token": item.text, "turn": request.turn})
+                                events.chat(ev.TOKEN, {"token": token, "turn": request.turn})
                             )
                             if len(in_flight) > MAX_TOKENS_IN_FLIGHT:
                                 await in_flight.popleft()
@@ -492,6 +509,7 @@ class AgentRunActivities:
         await events.flush()
         return ModelTurn(
             text=text if request.max_inline_text is None else text[: request.max_inline_text],
+            separator=separator,
             text_chars=len(text),
             tool_calls=calls,
             prompt_tokens=prompt_tokens,

@@ -232,11 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     from deeployd.voice.cli import add_say_command
 
     add_say_command(sub)
+
+    from deeployd.cli_psql import add_psql_command
+
+    add_psql_command(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if not getattr(args, "passes_unknown_args", False):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.psql_args = unknown  # `deeployd psql -c 'select 1'`: psql's own options
     sys.exit(args.func(args))
 
 

@@ -75,16 +75,21 @@ async def _resolve_agent(client: Any, name_or_id: str) -> dict[str, Any]:
 
 async def _one_turn(client: Any, conversation_id: str, content: str, auto: str | None) -> None:
     out = sys.stdout
+    after_tool_line = False  # the next turn's leading paragraph break would only add blank lines
     async for event in client.conversations.send_message_stream(
         conversation_id=conversation_id, content=content
     ):
         if event.type == "token":
-            out.write(event.token)
+            token = event.token.lstrip("\n") if after_tool_line else event.token
+            after_tool_line = after_tool_line and not token
+            out.write(token)
             out.flush()
         elif event.type == "tool_call":
             out.write(f"\n  ⚙ {event.name}({_short(event.arguments)})\n")
+            after_tool_line = True
         elif event.type == "tool_result":
             out.write(f"  ↳ {_short(event.result)}\n")
+            after_tool_line = True
         elif event.type == "approval_required":
             out.write(f"\n  ? approval needed: {event.name}({_short(event.arguments)})\n")
             if auto is not None:

@@ -115,7 +115,7 @@ async def test_killed_worker_run_resumes_and_a_completed_tool_is_not_executed_ag
                 run = await wait_status(http, org, run_id, {"completed"})
         assert hits == ["/count"], "the tool completed before the crash must not run again"
         # Tokens streamed before the crash are not streamed again: every token exactly once.
-        assert text_of(events) == "Calling the counter." + "".join(words)
+        assert text_of(events) == "Calling the counter.\n\n" + "".join(words)
         assert run["result"] == "".join(words)
         assert [c["status"] for c in run["toolCalls"]] == ["completed"]
 

@@ -61,7 +61,7 @@ async def test_run_streams_through_the_provider_with_a_tool_round_trip(
             conv = await create_conversation(http, org, agent["id"])
             events = await send_streaming(http, org, conv, "what is 6*7?")
             assert types(events)[-1] == "done", events[-1]
-            assert text_of(events) == "Let me calculate.Six times seven is 42."
+            assert text_of(events) == "Let me calculate.\n\nSix times seven is 42."
             call = next(e[1] for e in events if e[1]["type"] == "tool_call")
             assert call["name"] == "calculator" and call["arguments"] == {"expression": "6 * 7"}
             result = next(e[1] for e in events if e[1]["type"] == "tool_result")

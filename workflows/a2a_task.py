@@ -223,7 +223,9 @@ class A2ATaskWorkflow:
                 cost=round(self._totals.cost + result.cost, 8),
             )
             if result.text:
-                self._answer += result.text
+                # The separator is what the answer artifact's chunks already carry (from the
+                # run's tokens); histories recorded before it existed read "" here.
+                self._answer += result.separator + result.text
                 self._answer_started = True
             self._check_cancel()
             if not result.tool_calls:

@@ -238,6 +238,22 @@ async def count_published_tokens(
         return int(row[0]) if row else 0
 
 
+async def latest_turn_text_before(
+    pool: AsyncConnectionPool, org_id: str, run_id: str, turn: int
+) -> str | None:
+    """The text of the run's latest model turn before `turn` that had any (None: none had)."""
+    keys = [f"{run_id}:turn:{k}" for k in range(turn)]
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT content FROM messages WHERE dedup_key = ANY(%s) AND org_id = %s "
+            "AND role = 'assistant' AND content <> '' "
+            "ORDER BY array_position(%s, dedup_key) DESC LIMIT 1",
+            (keys, org_id, keys),
+        )
+        row = await cur.fetchone()
+        return row[0] if row else None
+
+
 async def turn_text(pool: AsyncConnectionPool, org_id: str, run_id: str, turn: int) -> str | None:
     """The text of the assistant message a model call stored (see call_model)."""
     async with pool.connection() as conn:

@@ -130,10 +130,15 @@ async def validate_pipeline_body(
     if not errors and destination["type"] == "database":
         config = destination.get("config") or {}
         if not config.get("connection"):  # other databases are checked in the worker
-            from deeployd.pipelines.destinations.database import check_against_table
+            from deeployd.pipelines.destinations.database import (
+                check_against_table,
+                create_declared_table,
+            )
 
             try:
                 async with db.pool.connection() as conn:
+                    if config.get("createTable"):
+                        await create_declared_table(conn, config, org_id)
                     await check_against_table(conn, config, org_id)
             except ConfigError as exc:
                 errors.append(

@@ -5,6 +5,10 @@ Default target is the platform database, confined to the organisation's own sche
 tables or another organisation's data. `connection: "${secrets.DSN}"` targets any other
 PostgreSQL database instead (resolved in the worker; its host passes the netguard check).
 
+`createTable: true` with `columns` (name → type from COLUMN_TYPES) creates the table in the
+organisation's schema when the pipeline is created or updated (an upsert's `conflictFields`
+become its primary key); a table that already exists is kept as it is.
+
 Rows are built by PostgreSQL itself (`jsonb_populate_recordset(NULL::table, …)`), so JSON
 values are cast to the real column types. Upsert (`ON CONFLICT (conflictFields) DO UPDATE`)
 makes a redelivered batch idempotent: delivering the same outputs twice leaves the same rows.
@@ -33,8 +37,42 @@ from deeployd.pipelines.destinations.webhook import validate_retry_policy
 from deeployd.secretstore import SECRET_REF
 
 OPERATIONS = ("insert", "upsert", "update")
-_KEYS = {"table", "operation", "conflictFields", "connection", "retryPolicy"}
+_KEYS = {
+    "table",
+    "operation",
+    "conflictFields",
+    "connection",
+    "retryPolicy",
+    "createTable",
+    "columns",
+}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# The column types `createTable` accepts (spelling → the SQL written), each also as an array
+# (`text[]`). Only these words ever reach the DDL: no user text is spliced into it.
+COLUMN_TYPES: dict[str, str] = {
+    "text": "text",
+    "varchar": "varchar",
+    "smallint": "smallint",
+    "integer": "integer",
+    "int": "integer",
+    "bigint": "bigint",
+    "numeric": "numeric",
+    "real": "real",
+    "double precision": "double precision",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "date": "date",
+    "time": "time",
+    "timestamp": "timestamp",
+    "timestamptz": "timestamptz",
+    "interval": "interval",
+    "uuid": "uuid",
+    "json": "json",
+    "jsonb": "jsonb",
+    "bytea": "bytea",
+    "inet": "inet",
+}
+MAX_DECLARED_COLUMNS = 200
 _COLUMN_TTL_S = 30.0
 
 
@@ -97,6 +135,93 @@ async def check_against_table(
             )
 
 
+def column_type_sql(declared: Any) -> str | None:
+    """The SQL type for a declared column type (see COLUMN_TYPES), None if it is not allowed."""
+    if not isinstance(declared, str) or len(declared) > 40:
+        return None
+    spelled = " ".join(declared.lower().split())
+    array = spelled.endswith("[]")
+    base = COLUMN_TYPES.get(spelled[:-2].rstrip() if array else spelled)
+    if base is None:
+        return None
+    return base + "[]" if array else base
+
+
+def _validate_declared_table(config: dict[str, Any]) -> None:
+    create = config.get("createTable", False)
+    columns = config.get("columns")
+    if not isinstance(create, bool):
+        raise ConfigError(("config", "createTable"), "must be true or false")
+    if not create:
+        if columns is not None:
+            raise ConfigError(("config", "columns"), "is only used with createTable: true")
+        return
+    if config.get("connection"):
+        raise ConfigError(
+            ("config", "createTable"),
+            "creates tables in the platform database only; create the table in your own "
+            "database yourself",
+        )
+    if not isinstance(columns, dict) or not columns:
+        raise ConfigError(
+            ("config", "columns"),
+            'is required with createTable: an object of column name → type, e.g. {"id": "text"}',
+        )
+    if len(columns) > MAX_DECLARED_COLUMNS:
+        raise ConfigError(("config", "columns"), f"at most {MAX_DECLARED_COLUMNS} columns")
+    for name, declared in columns.items():
+        if not _IDENT.match(name):
+            raise ConfigError(("config", "columns", name), "not a column name (letters, digits, _)")
+        if column_type_sql(declared) is None:
+            raise ConfigError(
+                ("config", "columns", name),
+                f"unsupported type {declared!r}; one of {', '.join(sorted(COLUMN_TYPES))} "
+                "(or any of them with [])",
+            )
+    for index, name in enumerate(config.get("conflictFields") or []):
+        if name not in columns:
+            raise ConfigError(
+                ("config", "conflictFields", index), f"{name!r} is not one of the declared columns"
+            )
+
+
+async def create_declared_table(
+    conn: psycopg.AsyncConnection[Any], config: dict[str, Any], org_id: str
+) -> None:
+    """`createTable`: create the organisation's schema and the declared table unless it exists;
+    an existing table must have every declared column. Raises ConfigError. The config has been
+    through `DatabaseDestination.validate`."""
+    schema, table = org_schema(org_id), config["table"]
+    columns: dict[str, str] = config["columns"]
+    definitions = [
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(column_type_sql(declared) or ""))
+        for name, declared in columns.items()
+    ]
+    fields = config.get("conflictFields") or []
+    if config.get("operation", "insert") == "upsert":
+        # An upsert needs a unique index on exactly conflictFields: the primary key is one.
+        definitions.append(
+            sql.SQL("PRIMARY KEY ({})").format(
+                sql.SQL(", ").join(sql.Identifier(f) for f in fields)
+            )
+        )
+    # Two pipelines declaring the same table at once: one creates it, the other finds it.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"deeployd-ddl:{schema}",))
+    await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    await conn.execute(
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+            sql.Identifier(schema, table), sql.SQL(", ").join(definitions)
+        )
+    )
+    existing = await table_columns(conn, schema, table)
+    for name in columns:
+        if name not in existing:
+            raise ConfigError(
+                ("config", "columns", name),
+                f"table {schema}.{table} already exists without this column",
+            )
+
+
 class DatabaseDestination:
     type = "database"
 
@@ -135,6 +260,7 @@ class DatabaseDestination:
             for index, name in enumerate(fields):
                 if not isinstance(name, str) or not _IDENT.match(name):
                     raise ConfigError(("config", "conflictFields", index), "not a column name")
+        _validate_declared_table(config)
         validate_retry_policy(config)
 
     async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None:
