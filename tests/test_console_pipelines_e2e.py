@@ -176,3 +176,22 @@ async def test_the_builder_form_checks_live_stays_in_sync_with_json_and_creates_
         await http.post(
             f"/api/streaming/pipelines/{pipeline['id']}/stop", headers=auth(org.admin_key)
         )
+
+        # The same builder edits it: the row's "edit" loads its configuration, save PUTs it.
+        row = page.locator(f"tr[data-pipeline-id='{pipeline['id']}']")
+        await row.locator("button[data-action=edit]").click()
+        await expect(page.locator("#pl-builder h3")).to_have_text("Edit built-with-the-form")
+        await expect(form.locator("[data-path='transforms[2].config.size']")).to_have_value("2")
+        await page.fill("#pl-name", "renamed-in-the-form")
+        await form.locator("[data-path='transforms[2].config.size']").fill("3")
+        await expect(page.locator("#pl-validity")).to_contain_text("valid: ready to save")
+        await page.click("#pl-create")
+        await expect(page.locator("#pl-create-result")).to_contain_text("Saved")
+        stored = await http.get(
+            f"/api/streaming/pipelines/{pipeline['id']}", headers=auth(org.admin_key)
+        )
+        assert stored.json()["name"] == "renamed-in-the-form"
+        assert stored.json()["transforms"][2] == {
+            "type": "batch",
+            "config": {"size": 3, "timeout": 5000},
+        }
