@@ -16,7 +16,7 @@ from tests.agent_support import (
     send,
     wait_status,
 )
-from tests.browser import screenshot, sign_in
+from tests.browser import CuttableProxy, screenshot, sign_in
 from tests.conftest import Org, RunningApi
 
 TOOL_SCRIPT = [
@@ -152,3 +152,32 @@ async def test_alerts_panel_keeps_triggered_and_resolved_alerts(
         await screenshot(page, "command-center")
         await http.post(f"/api/runs/{live}/cancel", headers=auth(org))
         await wait_status(http, org, live, {"cancelled"})
+
+
+async def test_after_a_dropped_connection_the_pane_resumes_without_gap_or_duplicate(
+    api: RunningApi, org: Org, worker: Services, page: Page
+) -> None:
+    port = int(api.url.rsplit(":", 1)[1])
+    async with CuttableProxy(port) as proxy, httpx.AsyncClient(base_url=api.url) as http:
+        agent = await create_agent(http, org, scripted_agent([{"text": "First."}], name="a"))
+        conversation = await create_conversation(http, org, agent["id"])
+        await wait_status(http, org, await send(http, org, conversation, "one"), {"completed"})
+        await sign_in(page, proxy.url, org.admin_key, view="command-center")
+        await expect(page.locator("#cc-status")).to_have_text("open")
+        rows = page.locator("#cc-log details[data-event-id]")
+        await expect(rows).to_have_count(len(await org_event_ids(http, org)))
+
+        proxy.cut()
+        await expect(page.locator("#cc-status")).to_contain_text("reconnecting")
+        missed = await send(http, org, conversation, "two")  # while the page is cut off
+        await wait_status(http, org, missed, {"completed"})
+        proxy.restore()
+
+        await expect(page.locator("#cc-status")).to_have_text("open", timeout=15000)
+        await expect(page.locator(f"#cc-recent tr[data-run-id='{missed}']")).to_have_count(1)
+        stored = await org_event_ids(http, org)
+        await expect(rows).to_have_count(len(stored))
+        shown = [
+            int(i) for i in await rows.evaluate_all("rows => rows.map(r => r.dataset.eventId)")
+        ]
+        assert shown == sorted(stored, reverse=True)
