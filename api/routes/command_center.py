@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 from sqlmodel import col, select
 from sse_starlette import EventSourceResponse
 
@@ -50,6 +51,32 @@ def _agent_filter(agent_ids: frozenset[str]):  # type: ignore[no-untyped-def]
     return keep
 
 
+MAX_HISTORY = 500
+
+
+async def _history_start(
+    pool: AsyncConnectionPool, flt: EventFilter, agents: frozenset[str] | None, count: int
+) -> int | None:
+    """The id to replay after so that the last `count` matching events come first (or None)."""
+    clauses = ["org_id = %s", "stream = ANY(%s)"]
+    params: list[Any] = [flt.org_id, list(flt.streams or ())]
+    if flt.types is not None:
+        clauses.append("type = ANY(%s)")
+        params.append(list(flt.types))
+    if agents:  # the same rule as `_agent_filter`, in SQL so the count is of matching events
+        clauses.append("(type LIKE 'alert:%%' OR data->>'agentId' = ANY(%s))")
+        params.append(list(agents))
+    params.append(count)
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            f"SELECT min(id) FROM (SELECT id FROM events WHERE {' AND '.join(clauses)} "
+            "ORDER BY id DESC LIMIT %s) AS recent",
+            params,
+        )
+        row = await cursor.fetchone()
+    return int(row[0]) - 1 if row is not None and row[0] is not None else None
+
+
 @router.get("/stream", summary="SSE of the organisation's run and alert events (resumable)")
 async def stream(
     principal: StreamPrincipal,
@@ -57,6 +84,14 @@ async def stream(
     resume: LastEventIdDep,
     agent_ids: Annotated[str | None, Query(alias="agentIds")] = None,
     event_types: Annotated[str | None, Query(alias="eventTypes")] = None,
+    history: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_HISTORY,
+            description="without a Last-Event-ID: replay the last N matching events first",
+        ),
+    ] = 0,
 ) -> EventSourceResponse:
     agents = _csv(agent_ids)
     flt = EventFilter(
@@ -65,6 +100,9 @@ async def stream(
         _csv(event_types),
         _agent_filter(agents) if agents else None,
     )
+    # A reconnecting reader sends its Last-Event-ID, which wins: history only seeds a new view.
+    if resume is None and history:
+        resume = await _history_start(streamer.pool, flt, agents, history)
     return streamer.response(flt, resume_after=resume)
 
 

@@ -3,11 +3,16 @@
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.deps import CurrentPrincipal, SettingsDep
+from api.deps import CurrentPrincipal, ServicesDep, SettingsDep
+from deeployd.agents.providers import provider_names
+from deeployd.agents.tools import list_tools
+from deeployd.models.pipeline import PipelineCreate
+from deeployd.pipelines.config import validate_pipeline_body
+from deeployd.pipelines.sources import lifecycle as source_hooks
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 
@@ -24,12 +29,36 @@ async def console_root() -> RedirectResponse:
     return RedirectResponse("/console/")
 
 
-@router.get("/api/console/config", summary="What the console needs to link to Temporal")
+@router.get(
+    "/api/console/config", summary="What the console needs: Temporal links, providers, tools"
+)
 async def console_config(_: CurrentPrincipal, settings: SettingsDep) -> dict[str, Any]:
     return {
         "temporalUiUrl": settings.temporal_ui_url.rstrip("/"),
         "temporalNamespace": settings.temporal_namespace,
+        "providers": provider_names(),
+        "tools": [{"name": tool.name, "description": tool.description} for tool in list_tools()],
     }
+
+
+@router.post(
+    "/api/console/pipelines/validate",
+    status_code=204,
+    summary="Check a pipeline body as creating it would, without creating anything",
+)
+async def validate_pipeline(
+    body: PipelineCreate, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    """204 when `POST /api/streaming/pipelines` would accept the body; else the same 422."""
+    data = body.model_dump(mode="json", by_alias=True)
+    await validate_pipeline_body(
+        data,
+        principal.org_id,
+        services.db,
+        allow_private_urls=services.settings.allow_private_urls,
+    )
+    await source_hooks.check_source(services, principal.org_id, data["source"])
+    return Response(status_code=204)
 
 
 def static_files() -> StaticFiles:

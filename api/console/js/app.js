@@ -5,6 +5,7 @@ import { ApiError, get, session } from "./api.js";
 const pages = {
   "command-center": () => import("./pages/commandCenter.js"),
   playground: () => import("./pages/playground.js"),
+  agents: () => import("./pages/agents.js"),
   pipelines: () => import("./pages/pipelines.js"),
   tasks: () => import("./pages/tasks.js"),
   voice: () => import("./pages/voice.js"),
@@ -13,7 +14,7 @@ const pages = {
 const main = document.getElementById("main");
 let cleanup = null;
 
-export let config = { temporalUiUrl: "", temporalNamespace: "default" };
+export let config = { temporalUiUrl: "", temporalNamespace: "default", providers: [], tools: [] };
 
 export function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);

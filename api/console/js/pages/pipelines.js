@@ -1,19 +1,9 @@
-// Pipelines: status and live metrics, controls, create-from-JSON with field-level errors,
-// checkpoints and dead letters. One SSE connection carries every listed pipeline's events.
-import { ApiError, get, post } from "../api.js";
+// Pipelines: status and live metrics, controls, the builder (form or JSON, checked live against
+// the API), checkpoints and dead letters. One SSE connection carries every listed pipeline's events.
+import { get, post } from "../api.js";
 import { h, workflowLink } from "../app.js";
+import { pipelineBuilder } from "../pipelineBuilder.js";
 import { frameBatcher, openStream } from "../stream.js";
-
-const EXAMPLE = {
-  name: "orders-to-webhook",
-  source: { type: "webhook" },
-  transforms: [
-    { type: "filter", config: { field: "status", operator: "eq", value: "paid" } },
-    { type: "map", config: { expression: { orderId: "id", customer: "upper(customer.name)", total: "toNumber(total)" } } },
-  ],
-  destination: { type: "webhook", config: { url: "http://localhost:9000/hook", method: "POST", retryPolicy: { maxRetries: 3, backoffMs: 1000 } } },
-  options: { batchSize: 500 },
-};
 
 function sparkline(points, width = 120, height = 24) {
   const max = Math.max(1, ...points);
@@ -25,39 +15,15 @@ function sparkline(points, width = 120, height = 24) {
   return svg;
 }
 
-// Render a JSON value as indented lines, marking the line of every path that has an error.
-function annotatedTree(value, errors) {
-  const byPath = new Map(errors.map((e) => { const i = e.indexOf(": "); return [e.slice(0, i), e.slice(i + 2)]; }));
-  const lines = [];
-  const walk = (node, path, key, depth) => {
-    const label = key === null ? "" : `${key}: `;
-    const isObj = node && typeof node === "object";
-    lines.push(h("div", { style: `padding-left:${depth * 16}px`, "data-path": path, class: byPath.has(path) ? "error" : "" },
-      label, isObj ? (Array.isArray(node) ? "[" : "{") : JSON.stringify(node),
-      byPath.has(path) ? h("b", {}, `  ← ${byPath.get(path)}`) : ""));
-    if (isObj) {
-      for (const [k, v] of Object.entries(node)) {
-        const child = Array.isArray(node) ? `${path}[${k}]` : (path ? `${path}.${k}` : k);
-        walk(v, child, Array.isArray(node) ? `[${k}]` : k, depth + 1);
-      }
-    }
-  };
-  walk(value, "", null, 0);
-  const unplaced = [...byPath.entries()].filter(([p]) => !lines.some((l) => l.dataset.path === p));
-  return h("div", { class: "log", id: "pl-errors" }, ...lines, ...unplaced.map(([p, m]) => h("div", { class: "error" }, `${p || "(body)"}: ${m}`)));
-}
-
 export async function mount(root) {
   const tbody = h("tbody", { id: "pl-rows" });
-  const editor = h("textarea", { id: "pl-json", rows: 14 }, JSON.stringify(EXAMPLE, null, 2));
-  const createResult = h("div", { id: "pl-create-result" });
   const detail = h("div", { id: "pl-detail" });
+  const builder = pipelineBuilder({ onSaved: () => load() });
   root.append(
     h("div", { class: "card" }, h("h3", {}, "Pipelines"),
-      h("table", {}, h("thead", {}, h("tr", {}, ...["Name", "Status", "Throughput", "Processed", "Failed", "Latency p99", "Backpressure", "", "Temporal"].map((t) => h("th", {}, t)))), tbody)),
+      h("div", { class: "scroll-x" }, h("table", {}, h("thead", {}, h("tr", {}, ...["Name", "Status", "Throughput", "Processed", "Failed", "Latency p99", "Backpressure", "", "Temporal"].map((t) => h("th", {}, t)))), tbody))),
     h("div", { class: "grid" },
-      h("div", { class: "card" }, h("h3", {}, "Create from JSON"), editor,
-        h("div", { class: "row" }, h("button", { id: "pl-create", onclick: () => create() }, "Create")), createResult),
+      builder.element,
       h("div", { class: "card" }, h("h3", {}, "Details"), detail)));
 
   const state = new Map(); // id -> {pipeline, metrics, spark: number[]}
@@ -108,25 +74,9 @@ export async function mount(root) {
       h("td", {}, metrics.itemsFailed ?? 0),
       h("td", {}, metrics.latency ? `${Math.round(metrics.latency.p99)} ms` : "–"),
       h("td", {}, `${Math.round(100 * (metrics.backpressure || 0))}%`),
-      h("td", { class: "row" }, ...["start", "pause", "resume", "stop"].map((a) => control(pipeline.id, a))),
+      h("td", { class: "row" }, ...["start", "pause", "resume", "stop"].map((a) => control(pipeline.id, a)),
+        h("button", { class: "secondary", "data-action": "edit", onclick: () => builder.load(pipeline) }, "edit")),
       h("td", {}, h("a", { href: workflowLink(`pipeline-${pipeline.id}`), target: "_blank" }, "workflow ↗")))));
-  }
-
-  async function create() {
-    createResult.replaceChildren();
-    let body;
-    try { body = JSON.parse(editor.value); } catch (error) {
-      createResult.append(h("p", { class: "error" }, `Not valid JSON: ${error.message}`));
-      return;
-    }
-    try {
-      const created = await post("/api/streaming/pipelines", body);
-      createResult.append(h("p", {}, `Created ${created.id}`));
-      await load();
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 422) createResult.append(annotatedTree(body, error.fieldErrors));
-      else createResult.append(h("p", { class: "error" }, String(error)));
-    }
   }
 
   async function showDetail(id) {

@@ -17,7 +17,7 @@ export async function mount(root) {
 
   const agents = await get("/api/agents");
   for (const agent of agents) agentSelect.append(h("option", { value: agent.id }, `${agent.name} (${agent.provider}/${agent.model})`));
-  if (!agents.length) footer.textContent = "No agents yet: create one with POST /api/agents.";
+  if (!agents.length) footer.replaceChildren("No agents yet: ", h("a", { href: "#/agents" }, "create one"), ".");
 
   let conversationId = null;
   let stream = null;
