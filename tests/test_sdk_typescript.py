@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client as TemporalClient
 
+from deeployd.agents.demo import ensure_demo_agent
 from deeployd.services import Services
 from deeployd.settings import Settings
 from deeployd.voice.probe import decode
@@ -68,6 +69,7 @@ async def test_the_typescript_sdk_against_the_real_stack(
 ) -> None:
     files = await compiled_tests()
     assert files, "no compiled test files"
+    demo = await ensure_demo_agent(worker.db, org.id)
     mixpanel = AnalyticsFake(mixpanel_token=MIXPANEL_TOKEN)
     async with (
         serve(mixpanel.app) as mixpanel_url,
@@ -91,6 +93,7 @@ async def test_the_typescript_sdk_against_the_real_stack(
                 "DEEPLOYD_API_KEY": org.admin_key,
                 "DEEPLOYD_MIXPANEL_URL": mixpanel_url,
                 "DEEPLOYD_SDK_OUT": str(tmp_path),
+                "DEEPLOYD_DEMO_AGENT_ID": demo.id,
             },
             timeout=NODE_TIMEOUT_S,
         )

@@ -21,19 +21,21 @@ export class SseParser {
   private data: string[] = [];
   private eventId: string | null = null;
   private retry: number | null = null;
-  private sawField = false;
+  private afterCR = false;
 
   /** Feed decoded text; returns every message completed by it. */
   push(text: string): SseMessage[] {
+    // A "\r" that ended the previous chunk already ended its line: skip the "\n" of a "\r\n".
+    if (this.afterCR && text.startsWith("\n")) text = text.slice(1);
+    this.afterCR = false;
     this.buffer += text;
     const out: SseMessage[] = [];
     for (;;) {
       const match = /\r\n|\r|\n/.exec(this.buffer);
       if (match === null) break;
-      // A lone "\r" at the very end may be the first half of "\r\n": wait for more input.
-      if (match[0] === "\r" && match.index === this.buffer.length - 1) break;
       const line = this.buffer.slice(0, match.index);
       this.buffer = this.buffer.slice(match.index + match[0].length);
+      if (match[0] === "\r" && this.buffer === "") this.afterCR = true;
       const message = this.line(line);
       if (message !== null) out.push(message);
     }
@@ -47,7 +49,6 @@ export class SseParser {
       this.data = [];
       this.eventId = null;
       this.retry = null;
-      this.sawField = false;
       return message;
     }
     if (line.startsWith(":")) return null;
@@ -55,7 +56,6 @@ export class SseParser {
     const name = colon === -1 ? line : line.slice(0, colon);
     let value = colon === -1 ? "" : line.slice(colon + 1);
     if (value.startsWith(" ")) value = value.slice(1);
-    this.sawField = true;
     if (name === "data") this.data.push(value);
     else if (name === "id" && !value.includes("\0")) this.eventId = value;
     else if (name === "retry" && /^\d+$/.test(value)) this.retry = Number(value);
