@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from playwright.async_api import Page, Response
+from playwright.async_api import Page, Request, Response, Route
 
 from deeployd.services import Services
 from tests.agent_support import auth, create_agent, create_conversation, scripted_agent
 from tests.conftest import Org, RunningApi
+from tests.test_sdk_typescript import PACKAGE, dev_dependencies, run_in_package
 
 # What the samples call: the app's own functions, here recording their arguments.
 APP = """
@@ -338,3 +339,65 @@ async def test_the_docs_reconnect_helper_ends_after_one_done(
     assert statuses[0] == 200
     assert statuses[1:] and set(statuses[1:]) == {204}
     assert len(statuses) == counts[-1] == 6
+
+
+SDK_IN_THE_PAGE = """
+async ({ conversationId, key }) => {
+  const { DeeploydClient } = await import("/sdk-under-test/index.js");
+  const client = new DeeploydClient({ baseUrl: "", apiKey: key });
+  const stream = await client.conversations.sendMessageStream({ conversationId, content: "Hi" });
+  let text = "";
+  let done = null;
+  for await (const event of stream) {
+    if (event.type === "token") text += event.token;
+    if (event.type === "done") done = event;
+  }
+  const audio = await client.voice.ttsStream({ text: "Hello there.", voice: "alloy", format: "mp3" });
+  let bytes = 0;
+  const reader = audio.getReader();
+  for (;;) {
+    const { done: end, value } = await reader.read();
+    if (end) break;
+    bytes += value.length;
+  }
+  return { text, total: done.usage.total, runId: stream.runId, bytes };
+}
+"""
+
+
+async def test_the_sdk_itself_runs_in_the_browser_with_the_key_in_a_header(
+    api: RunningApi, org: Org, worker: Services, page: Page, tmp_path: Any
+) -> None:
+    await dev_dependencies()
+    code, out = await run_in_package(
+        str(PACKAGE / "node_modules" / ".bin" / "tsc"),
+        "-p",
+        "tsconfig.build.json",
+        "--outDir",
+        str(tmp_path),
+        timeout=120,
+    )
+    assert code == 0, out
+
+    async def serve_sdk(route: Route) -> None:
+        name = route.request.url.rsplit("/", 1)[-1]
+        await route.fulfill(body=(tmp_path / name).read_bytes(), content_type="text/javascript")
+
+    requests: list[Request] = []
+    page.on("request", lambda request: requests.append(request))
+    await page.route(f"{api.url}/sdk-under-test/*", serve_sdk)
+    async with httpx.AsyncClient(base_url=api.url, headers=auth(org), timeout=30) as http:
+        agent = await create_agent(http, org, scripted_agent([{"text": "Hello from the SDK."}]))
+        conversation_id = await create_conversation(http, org, agent["id"])
+    await on_api_origin(page, api)
+    result = await page.evaluate(
+        SDK_IN_THE_PAGE, {"conversationId": conversation_id, "key": org.admin_key}
+    )
+    assert result["text"] == "Hello from the SDK."
+    assert result["total"] > 0 and result["runId"].startswith("run_")
+    assert result["bytes"] > 1000
+    api_calls = [r for r in requests if "/api/" in r.url]
+    assert len(api_calls) == 2
+    assert all(org.admin_key not in r.url for r in requests)
+    for call in api_calls:
+        assert (await call.all_headers()).get("authorization") == f"Bearer {org.admin_key}"

@@ -27,7 +27,9 @@ MIXPANEL_TOKEN = "mp-token-for-the-sdk"
 NODE_TIMEOUT_S = 110
 
 
-async def _run(*argv: str, env: dict[str, str] | None = None, timeout: float) -> tuple[int, str]:
+async def run_in_package(
+    *argv: str, env: dict[str, str] | None = None, timeout: float
+) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         *argv,
         cwd=PACKAGE,
@@ -44,15 +46,20 @@ async def _run(*argv: str, env: dict[str, str] | None = None, timeout: float) ->
     return process.returncode or 0, out.decode(errors="replace")
 
 
-async def compiled_tests() -> list[str]:
-    """`npm ci` when the dev dependencies are missing, then tsc into build/ (strict)."""
+async def dev_dependencies() -> None:
+    """`npm ci` (from the lockfile) when the package's dev dependencies are missing."""
     npm = shutil.which("npm")
     assert npm is not None, "Node.js and npm are needed for the TypeScript SDK's tests"
     if not (PACKAGE / "node_modules" / "typescript").is_dir():
-        code, out = await _run(npm, "ci", "--no-audit", "--no-fund", timeout=300)
+        code, out = await run_in_package(npm, "ci", "--no-audit", "--no-fund", timeout=300)
         assert code == 0, out
+
+
+async def compiled_tests() -> list[str]:
+    """The package and its tests compiled by tsc (strict) into build/."""
+    await dev_dependencies()
     shutil.rmtree(PACKAGE / "build", ignore_errors=True)
-    code, out = await _run(
+    code, out = await run_in_package(
         str(PACKAGE / "node_modules" / ".bin" / "tsc"), "-p", "tsconfig.json", timeout=120
     )
     assert code == 0, f"tsc failed:\n{out}"
@@ -82,7 +89,7 @@ async def test_the_typescript_sdk_against_the_real_stack(
                 headers={"Authorization": f"Bearer {org.admin_key}"},
             )
             assert response.status_code == 201, response.text
-        code, out = await _run(
+        code, out = await run_in_package(
             shutil.which("node") or "node",
             "--test",
             "--test-concurrency=1",
