@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import type { ConversationEvent, FetchLike } from "../src/index.js";
-import { client, conversation, scriptedAgent, tokensOf } from "./support.js";
+import type { ConversationEvent } from "../src/index.js";
+import { client, conversation, cutAfterTokens, scriptedAgent, tokensOf } from "./support.js";
 
 const ASK = "What is (2 + 3) * 7?";
 const FIRST = "Let me ask the calculator for (2 + 3) * 7.";
@@ -91,28 +91,7 @@ test("a rejected tool call and a cancelled run end their streams", async () => {
 
 test("a connection cut mid-answer resumes with every token exactly once, in order", async () => {
   const answer = Array.from({ length: 40 }, (_, i) => `word${i}`).join(" ") + ".";
-  let cut = 0;
-  // The network drops the first streamed answer after a few frames (a real fetch, a real server).
-  const flaky: FetchLike = async (input, init) => {
-    const response = await fetch(input, init);
-    if (!input.includes("stream=true") || cut > 0 || response.body === null) return response;
-    cut += 1;
-    const reader = response.body.getReader();
-    let tokens = 0;
-    const body = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        const { done, value } = await reader.read();
-        if (done) return controller.close();
-        controller.enqueue(value);
-        tokens += (new TextDecoder().decode(value).match(/"type":\s*"token"/g) ?? []).length;
-        if (tokens >= 5) {
-          await reader.cancel();
-          controller.error(new TypeError("network connection lost"));
-        }
-      },
-    });
-    return new Response(body, { status: response.status, headers: response.headers });
-  };
+  const flaky = cutAfterTokens(5, (url) => url.includes("stream=true"));
   const sdk = client(flaky);
   const agentId = await scriptedAgent(sdk, [{ text: answer }], { tokenDelayMs: 15 });
   const stream = await sdk.conversations.sendMessageStream({
@@ -122,7 +101,7 @@ test("a connection cut mid-answer resumes with every token exactly once, in orde
   const events: ConversationEvent[] = [];
   for await (const event of stream) events.push(event);
 
-  assert.equal(cut, 1);
+  assert.equal(flaky.cuts, 1);
   assert.ok(stream.reconnects >= 1, "the stream never reconnected");
   const tokens = events.flatMap((e) => (e.type === "token" ? [e.token] : []));
   assert.deepEqual(tokens, tokensOf(answer));
@@ -156,4 +135,25 @@ test("an aborted stream stops at once and bad input is a typed error", async () 
     sdk.conversations.sendMessageStream({ conversationId: "conv_missing", content: "x" }),
     (error: unknown) => (error as { status?: number }).status === 404,
   );
+});
+
+test("a generic stream cut mid-run reconnects with Last-Event-ID: every event once, in order", async () => {
+  const sdk = client();
+  const answer = Array.from({ length: 30 }, (_, i) => `w${i}`).join(" ");
+  const agentId = await scriptedAgent(sdk, [{ text: answer }], { tokenDelayMs: 30 });
+  const started = await sdk.conversations.sendMessage({ conversationId: await conversation(sdk, agentId), content: "go" });
+  // Cut the first two connections of the run's stream after a few tokens each.
+  const flaky = cutAfterTokens(4, (url) => url.includes(`/api/runs/${started.runId}/stream`), 2);
+  const stream = client(flaky).runs.stream(started.runId);
+  const events: ConversationEvent[] = [];
+  for await (const event of stream) events.push(event);
+  assert.equal(flaky.cuts, 2);
+  assert.ok(stream.reconnects >= 2);
+  assert.deepEqual(
+    events.flatMap((e) => (e.type === "token" ? [e.token] : [])),
+    tokensOf(answer),
+  );
+  const ids = events.map((e) => e.id ?? 0);
+  assert.deepEqual(ids, [...new Set(ids)].sort((a, b) => a - b));
+  assert.equal(events.at(-1)?.type, "done");
 });

@@ -60,3 +60,40 @@ export async function eventually<T>(
 export function tokensOf(text: string): string[] {
   return text.match(/\S+\s*/g) ?? [];
 }
+
+/**
+ * A real `fetch` whose network drops: the first `times` streamed responses matching `matches`
+ * fail mid-body after `tokens` token frames (the server sees the connection close).
+ */
+export function cutAfterTokens(
+  tokens: number,
+  matches: (url: string) => boolean,
+  times = 1,
+): FetchLike & { cuts: number } {
+  const flaky = Object.assign(
+    async (input: string, init?: RequestInit): Promise<Response> => {
+      const response = await fetch(input, init);
+      if (!matches(input) || flaky.cuts >= times || response.body === null || response.status !== 200) {
+        return response;
+      }
+      flaky.cuts += 1;
+      const reader = response.body.getReader();
+      let seen = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const { done, value } = await reader.read();
+          if (done) return controller.close();
+          controller.enqueue(value);
+          seen += (new TextDecoder().decode(value).match(/"type":\s*"token"/g) ?? []).length;
+          if (seen >= tokens) {
+            await reader.cancel();
+            controller.error(new TypeError("network connection lost"));
+          }
+        },
+      });
+      return new Response(body, { status: response.status, headers: response.headers });
+    },
+    { cuts: 0 },
+  );
+  return flaky;
+}
