@@ -94,6 +94,10 @@ async def test_a_run_stream_resumed_at_its_end_is_204_and_the_sdk_stops(
         assert (await attach(http, path, org, **{"Last-Event-ID": done_id}))[0] == 204
         # Without an id the run stream keeps replaying for anyone (it does not remember readers).
         assert (await attach(http, path, org))[1] == events
+    # The Python SDK keeps no cookies: reading the conversation's ended run again replays it.
+    conv = (await client.runs.get(run_id))["conversationId"]
+    for _ in range(2):
+        assert [e.type async for e in client.conversations.stream(conv)][-1] == "done"
     # The Python SDK reads a 204 as the end of the stream, not as a reason to reconnect.
     stream = client.stream(path, last_event_id=int(done_id), max_attempts=0)
     assert [e async for e in stream] == []

@@ -11,6 +11,12 @@ export interface ClientOptions {
   fetch?: FetchLike;
   /** Extra headers sent with every request. */
   headers?: Record<string, string>;
+  /**
+   * `fetch`'s credentials mode. Default `"omit"`: the key is the only credential, and the SDK
+   * tracks its own resume points (browser cookies would make the server treat a new stream of an
+   * ended run as a browser's reconnect, answered 204).
+   */
+  credentials?: RequestCredentials;
 }
 
 /** A non-2xx answer. `body` is the parsed JSON error (e.g. `{detail, errors}`) or its text. */
@@ -37,6 +43,7 @@ export class Transport {
   private readonly apiKey: string;
   private readonly fetchImpl: FetchLike;
   private readonly extraHeaders: Record<string, string>;
+  private readonly credentials: RequestCredentials;
 
   constructor(options: ClientOptions) {
     this.baseUrl = (options.baseUrl ?? "").replace(/\/+$/, "");
@@ -45,6 +52,7 @@ export class Transport {
     if (typeof impl !== "function") throw new Error("no fetch implementation available");
     this.fetchImpl = (input, init) => impl(input, init);
     this.extraHeaders = options.headers ?? {};
+    this.credentials = options.credentials ?? "omit";
   }
 
   url(path: string, params?: RequestOptions["params"]): string {
@@ -68,7 +76,7 @@ export class Transport {
       headers["Content-Type"] = "application/json";
       body = JSON.stringify(options.body);
     }
-    const init: RequestInit = { method, headers };
+    const init: RequestInit = { method, headers, credentials: this.credentials };
     if (body !== undefined) init.body = body;
     if (options.signal !== undefined) init.signal = options.signal;
     const response = await this.fetchImpl(this.url(path, options.params), init);
