@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test install browser lint typecheck bench screenshots clean chat tail psql
+.PHONY: dev test install browser sdk lint typecheck bench screenshots clean chat tail psql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:
@@ -40,7 +40,12 @@ tail: install
 psql: install
 	$(BIN)/deeployd psql $(ARGS)
 
-test: install browser
+# The TypeScript SDK: its dev dependencies from the lockfile, then a strict type-check. Its tests
+# run inside pytest (tests/test_sdk_typescript.py), against the same real stack as the others.
+sdk:
+	cd sdk/typescript && npm ci --no-audit --no-fund && ./node_modules/.bin/tsc --noEmit -p tsconfig.json
+
+test: install browser sdk
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

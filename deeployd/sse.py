@@ -3,7 +3,8 @@
 Wire format: `id:` is the event-log id, no `event:` name (so a browser's `onmessage` sees
 everything), `data:` is a JSON object with a `type`. A reader resumes with the `Last-Event-ID`
 header (or `?lastEventId=`): stored events are replayed from the log, then the stream switches
-to live delivery with no gap and no duplicate.
+to live delivery with no gap and no duplicate. A reconnect to a stream that has already ended is
+answered 204 (see `deeployd.sse_ended`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.types import Message, Send
 
 from deeployd import metrics
 from deeployd.eventlog import EventBus, EventFilter, StoredEvent, Subscription, replay
+from deeployd.sse_ended import EndedStreams
 
 _FRAMES_PER_SEND = 256
 
@@ -89,6 +91,8 @@ class EventStreamer:
         self.pool = pool
         self.ping_seconds = ping_seconds
         self.retry_ms = retry_ms
+        # Who was already sent the end of which finished stream (answers their reconnects 204).
+        self.ended = EndedStreams()
 
     def response(
         self,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -35,6 +35,7 @@ from deeployd.eventlog import EventFilter, StoredEvent
 from deeployd.models.a2a import TASK_STATES, A2AFollowUp, A2ATaskCreate
 from deeployd.services import Services
 from deeployd.sse import encode_control
+from deeployd.sse_ended import EndTracker, StreamEnd, StreamReader
 
 router = APIRouter(tags=["a2a"])
 
@@ -198,25 +199,32 @@ async def stream_task(
     services: ServicesDep,
     streamer: StreamerDep,
     resume: LastEventIdDep,
-) -> EventSourceResponse:
+    reader: StreamReader,
+) -> Response:
     """First `{type: 'task', task}` (the current state), then the task's events from the log
-    (from its beginning, or after `Last-Event-ID`), live until the task ends."""
+    (from its beginning, or after `Last-Event-ID`), live until the task ends. A reader that
+    already has the task's final status (by Last-Event-ID, or a browser that was sent it and
+    reconnects without one) gets 204, which stops an EventSource from reconnecting."""
     try:
         row = await service.require_task(services, principal.org_id, task_id)
     except service.TaskNotFound as exc:
         raise _http_error(exc) from None
+    flt = EventFilter(principal.org_id, frozenset({tev.task_stream(task_id)}))
+    end = StreamEnd(tev.task_stream(task_id), frozenset({tev.STATUS_UPDATE}), _ends)
+    tracker = EndTracker(streamer.ended, streamer.pool, flt, end, reader)
+    if await tracker.already_ended(resume):
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
     task = store.task_json(row)
     live = await service.live_state(services.temporal, row)
     if live is not None:
         task["status"]["state"] = store.proto_state_name(live)
-    flt = EventFilter(principal.org_id, frozenset({tev.task_stream(task_id)}))
 
     async def frames() -> AsyncIterator[bytes | ServerSentEvent]:
         # The snapshot has no id: it does not move the reader's resume point.
         yield encode_control({"type": tev.TASK, "task": task})
         async for frame in streamer.frames(
-            flt, resume_after=resume if resume is not None else 0, stop_when=_ends
+            flt, resume_after=resume if resume is not None else 0, stop_when=tracker.stop_when
         ):
             yield frame
 
-    return EventSourceResponse(frames(), ping=streamer.ping_seconds)
+    return EventSourceResponse(frames(), ping=streamer.ping_seconds, headers=tracker.headers())

@@ -36,6 +36,7 @@ from deeployd.models.agent import (
     MessagePublic,
     Run,
 )
+from deeployd.sse_ended import EndTracker, StreamReader
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
@@ -148,7 +149,7 @@ def _run_stream(streamer: StreamerDep, org_id: str, run_id: str, resume: int | N
     return streamer.response(
         flt,
         resume_after=resume if resume is not None else 0,  # from the run's beginning
-        stop_when=lambda event: event.type in ev.RUN_END_TYPES,
+        stop_when=ev.run_end(run_id).ends,
         headers={"X-Run-Id": run_id},
     )
 
@@ -206,10 +207,13 @@ async def list_or_stream_messages(
     session: SessionDep,
     streamer: StreamerDep,
     resume: LastEventIdDep,
+    reader: StreamReader,
     stream: bool = False,
 ) -> Any:
     """Without `stream`: the messages. With `?stream=true`: attach to the current (or latest)
-    run's stream; resumes after Last-Event-ID, else replays that run from its beginning."""
+    run's stream; resumes after Last-Event-ID, else replays that run from its beginning. A
+    reader that already has the run's end (by Last-Event-ID, or a browser that was sent it and
+    reconnects without one) gets 204, which stops an EventSource from reconnecting."""
     conversation = await _get(session, principal.org_id, conversation_id)
     if not stream:
         return JSONResponse(
@@ -231,4 +235,13 @@ async def list_or_stream_messages(
         if latest is None:
             raise HTTPException(404, "the conversation has no runs yet")
         run_id = latest
-    return _run_stream(streamer, principal.org_id, run_id, resume)
+    flt = EventFilter(principal.org_id, frozenset({ev.run_stream(run_id)}))
+    tracker = EndTracker(streamer.ended, streamer.pool, flt, ev.run_end(run_id), reader)
+    if await tracker.already_ended(resume):
+        return Response(status_code=status.HTTP_204_NO_CONTENT, headers={"X-Run-Id": run_id})
+    return streamer.response(
+        flt,
+        resume_after=resume if resume is not None else 0,
+        stop_when=tracker.stop_when,
+        headers={"X-Run-Id": run_id, **tracker.headers()},
+    )

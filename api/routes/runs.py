@@ -20,6 +20,7 @@ from deeployd.agents import events as ev
 from deeployd.agents import service, store
 from deeployd.eventlog import EventFilter
 from deeployd.models.agent import ApprovalDecision, RunPublic, RunStatus
+from deeployd.sse_ended import EndTracker
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
@@ -81,10 +82,14 @@ async def stream_run(
 ) -> Response:
     if await store.get_run(services.db.pool, principal.org_id, run_id) is None:
         raise HTTPException(404, "run not found")
+    flt = EventFilter(principal.org_id, frozenset({ev.run_stream(run_id)}))
+    # Resuming at or past the run's end: 204, so an EventSource stops reconnecting.
+    end = ev.run_end(run_id)
+    tracker = EndTracker(streamer.ended, streamer.pool, flt, end, None, remember=False)
+    if await tracker.already_ended(resume):
+        return Response(status_code=204)
     return streamer.response(
-        EventFilter(principal.org_id, frozenset({ev.run_stream(run_id)})),
-        resume_after=resume if resume is not None else 0,
-        stop_when=lambda event: event.type in ev.RUN_END_TYPES,
+        flt, resume_after=resume if resume is not None else 0, stop_when=end.ends
     )
 
 

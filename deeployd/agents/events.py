@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from deeployd.eventlog import EventPublisher
+from deeployd.sse_ended import StreamEnd
 
 # Chat-level events on `run:<runId>`.
 TOKEN = "token"
@@ -57,6 +58,11 @@ COMMAND_CENTER_TYPES = frozenset(
 
 def run_stream(run_id: str) -> str:
     return f"run:{run_id}"
+
+
+def run_end(run_id: str) -> StreamEnd:
+    """How a run's chat stream ends: with its `done` or `error` event."""
+    return StreamEnd(run_stream(run_id), RUN_END_TYPES, lambda event: event.type in RUN_END_TYPES)
 
 
 def org_stream(org_id: str) -> str:

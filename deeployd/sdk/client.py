@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -32,6 +33,9 @@ class Client:
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=timeout,
+            # No cookies: the key is the credential and streams track their own resume points
+            # (a stream cookie would make a new read of an ended run look like a reconnect).
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
         )
         self.voice = VoiceApi(self)
         self.agents, self.conversations = Agents(self), Conversations(self)

@@ -126,6 +126,9 @@ class EventStream:
                         body = (await response.aread()).decode(errors="replace")
                         raise StreamClosed(response.status_code, body)
                     response.raise_for_status()
+                    if response.status_code == 204:
+                        self._closed = True  # the stream has ended: nothing more will come
+                        return
                     attempt = 0  # connected: the backoff starts over
                     async for event_id, data, _retry in parse_sse(response.aiter_lines()):
                         if data is None:

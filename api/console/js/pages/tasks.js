@@ -68,7 +68,8 @@ export async function mount(root) {
     }
     const textOf = (message) => (message?.parts || []).map((p) => p.text ?? (p.data ? JSON.stringify(p.data) : "")).join("");
 
-    stream = openStream(`/api/a2a/tasks/${taskId}/stream`, {}, (data) => {
+    // lastEventId=0: the whole task, even if this browser watched it to its end before.
+    stream = openStream(`/api/a2a/tasks/${taskId}/stream`, { lastEventId: 0 }, (data) => {
       switch (data.type) {
         case "task":
           setState(norm(data.task.status?.state), textOf(data.task.status?.message));
