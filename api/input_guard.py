@@ -1,21 +1,15 @@
-"""Input that JSON or PostgreSQL cannot carry, refused at the edge with a 422 naming its place.
-
-- A number outside the float range (`1e400` parses to `inf`) and the `NaN`/`Infinity` literals
-  Python's parser accepts: no JSON response can carry them back out, and PostgreSQL's `json`
-  refuses the literals.
-- NUL (U+0000) and lone surrogates (U+D800-U+DFFF without their pair) in a string: `text` and
-  `jsonb` columns refuse them, and a lone surrogate is not even encodable as UTF-8.
+"""Input that JSON or PostgreSQL cannot carry (see `deeployd.storable`), refused at the edge
+with a 422 naming its place.
 
 Every route gets `refuse_unstorable_input` (an app-wide dependency) for its path and query
 parameters and its JSON body. Pipeline items are the exception for strings: the item log is a
 `json` column, which stores NUL and lone surrogates verbatim as escapes, so ingest routes parse
-their body with `parse_items_body`, which refuses only the numbers.
+their body with `parse_items_body`, which refuses only non-finite numbers.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Any
 
@@ -23,64 +17,27 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-Location = tuple[str | int, ...]
+from deeployd.storable import UNSTORABLE_CHARACTER, Location, find_unstorable, string_problem
 
-_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 # Only these texts can parse to a non-finite float: an exponent of three digits or more, 200
 # digits in a row (with an exponent under 100, a number needs 210 to pass 1.8e308), or Python's
 # extra literals. A body with none of them skips the walk.
 _MAYBE_NOT_FINITE = re.compile(r"[eE]\+?0*[1-9][0-9]{2}|[0-9]{200}|NaN|Infinity")
 
-NOT_FINITE = "must be a finite number (JSON has no NaN or Infinity, and floats end near 1.8e308)"
-
-
-def _string_problem(text: str) -> str | None:
-    found = _UNSTORABLE_CHARACTER.search(text)
-    if found is None:
-        return None
-    if found.group() == "\x00":
-        return "must not contain the NUL character (U+0000)"
-    return "must not contain a lone surrogate (U+D800-U+DFFF): it is not valid Unicode text"
-
-
-def find_unstorable(
-    value: Any, loc: Location, *, strings: bool = True
-) -> tuple[Location, str] | None:
-    """The first place in a parsed JSON value that JSON or PostgreSQL cannot carry, and why.
-
-    Walks without recursion, so any depth the parser accepted is fine."""
-    stack: list[tuple[Location, Any]] = [(loc, value)]
-    while stack:
-        where, item = stack.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return where, NOT_FINITE
-        elif isinstance(item, str):
-            if strings and (problem := _string_problem(item)):
-                return where, problem
-        elif isinstance(item, dict):
-            for key, child in reversed(list(item.items())):
-                if strings and (problem := _string_problem(key)):
-                    return (*where, key), f"this key {problem}"
-                stack.append(((*where, key), child))
-        elif isinstance(item, list):
-            stack.extend(((*where, i), child) for i, child in reversed(list(enumerate(item))))
-    return None
-
 
 def _refuse(loc: Location, msg: str, kind: str = "value_error") -> RequestValidationError:
     # The location echoes keys the client sent: it must be encodable itself.
-    shown = tuple(_UNSTORABLE_CHARACTER.sub("\ufffd", p) if isinstance(p, str) else p for p in loc)
+    shown = tuple(UNSTORABLE_CHARACTER.sub("\ufffd", p) if isinstance(p, str) else p for p in loc)
     return RequestValidationError([{"loc": shown, "msg": msg, "type": kind}])
 
 
 async def refuse_unstorable_input(request: Request) -> None:
     """422 for a path or query parameter, or a JSON body, holding what cannot be stored."""
     for name, value in request.path_params.items():
-        if isinstance(value, str) and (problem := _string_problem(value)):
+        if isinstance(value, str) and (problem := string_problem(value)):
             raise _refuse(("path", name), problem)
     for name, value in request.query_params.multi_items():
-        if problem := _string_problem(value):
+        if problem := string_problem(value):
             raise _refuse(("query", name), problem)
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or route.body_field is None:

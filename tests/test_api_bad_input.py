@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.input_guard import find_unstorable, parse_items_body
+from api.input_guard import parse_items_body
+from deeployd.storable import find_unstorable
 from tests.agent_support import auth, scripted_agent
 from tests.conftest import Org, RunningApi
 from tests.pipeline_helpers import query
@@ -123,6 +124,23 @@ async def test_unstorable_strings_and_numbers_in_json_bodies_are_422_and_store_n
         assert [a["id"] for a in (await http.get("/api/agents")).json()] == [agent["id"]]
         assert (await http.get("/api/a2a/tasks")).json()["tasks"] == []
         assert (await http.get("/api/command-center/alert-rules")).json() == []
+
+
+async def test_a2a_json_rpc_refuses_nul_as_invalid_params(api: RunningApi, org: Org) -> None:
+    """The A2A endpoints are outside the OpenAPI schema: the fuzzer does not reach them."""
+    async with _client(api, org) as http:
+        agent = (await http.post("/api/agents", json=scripted_agent([]))).json()
+        body = (
+            '{"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": '
+            '{"kind": "message", "messageId": "m1", "role": "user", '
+            '"parts": [{"kind": "text", "text": "a\\u0000b"}]}}}'
+        )
+        answer = await http.post(f"/a2a/agents/{agent['id']}", **_raw(body))
+        assert answer.status_code == 200, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == -32602, error  # invalid params, not an internal error
+        assert error["message"].startswith("message.parts.0.text: must not contain the NUL")
+        assert (await http.get("/api/a2a/tasks")).json()["tasks"] == []
 
 
 async def test_patch_agent_with_null_on_a_required_field_is_422_and_keeps_the_row(

@@ -81,6 +81,8 @@ async def _seed(http: httpx.AsyncClient, org: Org) -> dict[str, list[str]]:
     ]
     await _post(http, org, f"/api/streaming/pipelines/{pipelines[0]}/batch", [{"n": 1}, {"n": 2}])
     checkpoint = await _post(http, org, f"/api/streaming/pipelines/{pipelines[0]}/checkpoints", {})
+    # A running pipeline, so pause, resume, stop and replay get past their 409s.
+    await _post(http, org, f"/api/streaming/pipelines/{pipelines[1]}/start", {})
     await _post(http, org, "/api/secrets", {"name": "FUZZ_SECRET", "value": "s3cret"})
     spare_key = await _post(http, org, "/api/keys", {"name": "spare", "scopes": ["read"]})
     return {
