@@ -55,6 +55,12 @@ def get_streamer(request: Request) -> EventStreamer:
 
 
 StreamerDep = Annotated[EventStreamer, Depends(get_streamer)]
+
+# What a query parameter may carry to PostgreSQL: ids are BIGINT, and SQLAlchemy sends
+# LIMIT/OFFSET as INTEGER. Bounded in the schema, a larger value is a 422, not a failed query.
+MAX_BIGINT = 2**63 - 1
+MAX_INTEGER = 2**31 - 1
+PageOffset = Annotated[int, Query(ge=0, le=MAX_INTEGER, description="items to skip")]
 LastEventIdDep = Annotated[int | None, Depends(last_event_id)]
 
 

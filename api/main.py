@@ -8,9 +8,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api import errors
+from api.input_guard import refuse_unstorable_input
 from api.middleware import RequestMetricsMiddleware, RequestObserver
 from api.routes import (
     a2a,
@@ -81,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Durable agent runs and data pipelines, streamed live over Server-Sent Events.",
         lifespan=lifespan,
+        # NUL, lone surrogates and non-finite numbers in any parameter or JSON body: a 422.
+        dependencies=[Depends(refuse_unstorable_input)],
     )
     app.state.request_observers = observers
     app.add_middleware(RequestMetricsMiddleware, observers=observers)

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sse_starlette import EventSourceResponse
 
-from api.deps import CurrentPrincipal, LastEventIdDep, StreamerDep, StreamPrincipal
+from api.deps import MAX_BIGINT, CurrentPrincipal, LastEventIdDep, StreamerDep, StreamPrincipal
 from deeployd.eventlog import EventFilter, read_events
 
 router = APIRouter(prefix="/api/events", tags=["events"])
@@ -22,7 +22,7 @@ async def list_events(
     streamer: StreamerDep,
     streams: Annotated[str | None, Query(description="comma-separated stream keys")] = None,
     types: Annotated[str | None, Query(description="comma-separated event types")] = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     flt = EventFilter(principal.org_id, _csv(streams), _csv(types))

@@ -8,7 +8,6 @@ same message is accepted again but not appended twice.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -16,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.deps import ServicesDep
+from api.input_guard import parse_items_body
 from api.routes.pipelines import ingest_response, read_body
 from deeployd.pipelines.ingest import MAX_BATCH_ITEMS
 from deeployd.pipelines.signing import SignatureError, verify
@@ -51,12 +51,7 @@ async def receive_webhook(
             verify(secret, {k.lower(): v for k, v in request.headers.items()}, raw)
         except SignatureError as exc:
             raise HTTPException(401, f"invalid webhook signature: {exc}") from None
-    try:
-        body: Any = json.loads(raw)
-    except ValueError:
-        raise RequestValidationError(
-            [{"loc": ("body",), "msg": "invalid JSON", "type": "json_invalid"}]
-        ) from None
+    body: Any = parse_items_body(raw)
     items = body if isinstance(body, list) else [body]
     if not items or len(items) > MAX_BATCH_ITEMS:
         raise RequestValidationError(

@@ -13,8 +13,10 @@ from sqlmodel import col, select
 from sse_starlette import EventSourceResponse
 
 from api.deps import (
+    MAX_BIGINT,
     CurrentPrincipal,
     LastEventIdDep,
+    PageOffset,
     ServicesDep,
     SessionDep,
     StreamerDep,
@@ -22,6 +24,7 @@ from api.deps import (
     TemporalDep,
     WritePrincipal,
 )
+from api.input_guard import parse_items_body
 from deeployd import temporal
 from deeployd.eventlog import EventFilter
 from deeployd.ids import new_id
@@ -132,7 +135,7 @@ async def list_pipelines(
     session: SessionDep,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: PageOffset = 0,
     status_filter: Annotated[PipelineStatus | None, Query(alias="status")] = None,
 ) -> dict[str, Any]:
     where = [Pipeline.org_id == principal.org_id]
@@ -355,12 +358,7 @@ async def read_body(request: Request) -> bytes:
 async def _json_body(request: Request) -> Any:
     raw = await read_body(request)
     request.state.raw_body = raw
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise RequestValidationError(
-            [{"loc": ("body",), "msg": "invalid JSON", "type": "json_invalid"}]
-        ) from None
+    return parse_items_body(raw)
 
 
 async def ingest_response(
@@ -729,7 +727,7 @@ async def list_dead_letters(
     pipeline_id: str,
     principal: CurrentPrincipal,
     session: SessionDep,
-    after: Annotated[int, Query(ge=0, description="list ids after this one")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_BIGINT, description="list ids after this one")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     include_replayed: Annotated[bool, Query(alias="includeReplayed")] = False,
 ) -> dict[str, Any]:

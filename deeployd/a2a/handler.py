@@ -53,6 +53,7 @@ from deeployd.a2a.stores import PostgresPushConfigStore, PostgresTaskStore, agen
 from deeployd.models.a2a import TERMINAL_STATES
 from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.services import Services
+from deeployd.storable import find_unstorable
 
 # A blocking SendMessage answers at the latest after this long (with the task as it is then).
 BLOCKING_WAIT_S = 600.0
@@ -110,6 +111,10 @@ class DeeploydRequestHandler(RequestHandler):
         if params.message.ByteSize() > MAX_MESSAGE_BYTES:
             raise InvalidParamsError(message=f"message is larger than {MAX_MESSAGE_BYTES} bytes")
         message = MessageToDict(params.message)
+        unstorable = find_unstorable(message, ("message",))
+        if unstorable is not None:  # the task's history is jsonb
+            where, problem = unstorable
+            raise InvalidParamsError(message=f"{'.'.join(map(str, where))}: {problem}")
         push = None
         if params.configuration.HasField("task_push_notification_config"):
             push = params.configuration.task_push_notification_config

@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, Column, DateTime, Identity, Index
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from deeployd.models.base import ApiModel, utcnow
+from deeployd.models.base import ApiModel, patch_field, utcnow
 
 # ---------------------------------------------------------------------------------------------
 # Agents
@@ -52,21 +52,22 @@ class AgentCreate(AgentBase):
 
 
 class AgentUpdate(ApiModel):
-    """PATCH body: every field optional; only the ones sent change."""
+    """PATCH body: every field optional; only the ones sent change (`null` only clears the
+    nullable ones)."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=4000)
-    provider: str | None = Field(default=None, min_length=1, max_length=64)
-    model: str | None = Field(default=None, min_length=1, max_length=200)
-    system_prompt: str | None = Field(default=None, max_length=100_000)
+    name: str = patch_field(min_length=1, max_length=200)
+    description: str = patch_field(max_length=4000)
+    provider: str = patch_field(min_length=1, max_length=64)
+    model: str = patch_field(min_length=1, max_length=200)
+    system_prompt: str = patch_field(max_length=100_000)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
-    tools: list[str] | None = Field(default=None, max_length=64)
-    approval_required: list[str] | None = Field(default=None, max_length=64)
+    tools: list[str] = patch_field(max_length=64)
+    approval_required: list[str] = patch_field(max_length=64)
     pricing: PricingSpec | None = None
     base_url: str | None = Field(default=None, max_length=2000)
     api_key: str | None = Field(default=None, max_length=200)
-    provider_options: dict[str, Any] | None = None
+    provider_options: dict[str, Any] = patch_field()
     approval_timeout_ms: int | None = Field(default=None, ge=1000, le=7 * 24 * 3600 * 1000)
 
 
@@ -292,6 +293,12 @@ class Comparator(StrEnum):
     eq = "eq"
 
 
+def _non_empty_ids(value: list[str] | None) -> list[str] | None:
+    if value is not None and any(not v for v in value):
+        raise ValueError("agent ids must be non-empty strings")
+    return value
+
+
 class AlertRuleBase(ApiModel):
     name: str = Field(min_length=1, max_length=200)
     metric: AlertMetric
@@ -301,12 +308,7 @@ class AlertRuleBase(ApiModel):
     agent_ids: list[str] | None = Field(default=None, max_length=200)
     enabled: bool = True
 
-    @field_validator("agent_ids")
-    @classmethod
-    def _no_empty_ids(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and any(not v for v in value):
-            raise ValueError("agent ids must be non-empty strings")
-        return value
+    _no_empty_ids = field_validator("agent_ids")(_non_empty_ids)
 
 
 class AlertRuleCreate(AlertRuleBase):
@@ -314,13 +316,16 @@ class AlertRuleCreate(AlertRuleBase):
 
 
 class AlertRuleUpdate(ApiModel):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    metric: AlertMetric | None = None
-    comparator: Comparator | None = None
-    threshold: float | None = None
+    name: str = patch_field(min_length=1, max_length=200)
+    metric: AlertMetric = patch_field()
+    comparator: Comparator = patch_field()
+    threshold: float = patch_field()
     window_ms: int | None = Field(default=None, ge=1000, le=30 * 24 * 3600 * 1000)
     agent_ids: list[str] | None = Field(default=None, max_length=200)
-    enabled: bool | None = None
+    enabled: bool = patch_field()
+
+    # Checked as at creation: a stored rule must read back as an AlertRulePublic.
+    _no_empty_ids = field_validator("agent_ids")(_non_empty_ids)
 
 
 class AlertRule(SQLModel, table=True):
@@ -332,7 +337,7 @@ class AlertRule(SQLModel, table=True):
     metric: str
     comparator: str
     threshold: float
-    window_ms: int | None = None
+    window_ms: int | None = Field(default=None, sa_column=Column(BigInteger))
     agent_ids: list[str] | None = Field(default=None, sa_column=Column(JSONB))
     enabled: bool = True
     # Rule state lives in the database so every evaluator (any worker) agrees on transitions.
