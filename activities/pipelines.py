@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import psycopg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -47,6 +48,8 @@ from deeployd.pipelines.runtime import (
     SaveStateInput,
     SetStatusInput,
     latency_bucket,
+    load_chain_state,
+    store_chain_state,
 )
 from deeployd.pipelines.transforms import (
     ChainOutput,
@@ -119,13 +122,7 @@ class _Heartbeat:
 
     def already_delivered(self, outputs: list[OutItem]) -> int:
         """How many leading outputs an earlier attempt of this batch delivered."""
-        k = int(self.previous.get("k", 0))
-        if k <= 0 or k > len(outputs):
-            return 0
-        digest = hashlib.sha256()
-        for item in outputs[:k]:
-            digest.update(_output_line(item))
-        return k if digest.hexdigest() == self.previous.get("digest") else 0
+        return _delivered_prefix(outputs, self.previous)
 
     def tracker(self, outputs: list[OutItem], skip: int) -> Callable[[OutItem], None]:
         """The `progress` callback: extends the delivered prefix as items are confirmed (in
@@ -153,11 +150,28 @@ class _Heartbeat:
         return progress
 
 
+# (value, first offset, last offset, ingest ms, reason)
+DeadEntry = tuple[dict[str, Any], int, int, int, str]
+
+
+def _delivered_prefix(outputs: list[OutItem], prefix: dict[str, Any] | None) -> int:
+    """How many leading outputs the failed attempts delivered (their digest must match)."""
+    if not prefix:
+        return 0
+    k = int(prefix.get("k", 0))
+    if k <= 0 or k > len(outputs):
+        return 0
+    digest = hashlib.sha256()
+    for item in outputs[:k]:
+        digest.update(_output_line(item))
+    return k if digest.hexdigest() == prefix.get("digest") else 0
+
+
 def _dead_letter_rows(
     org_id: str,
     pipeline_id: str,
     stage: str,
-    entries: list[tuple[dict[str, Any], int, int, int, str]],
+    entries: list[DeadEntry],
 ) -> list[tuple[Any, ...]]:
     rows = []
     for value, first, last, ingest_ms, error in entries:
@@ -300,6 +314,32 @@ class PipelineActivities:
         async with _Heartbeat() as hb:
             return await self._process(req, hb)
 
+    async def _input_chain_state(
+        self, state: PipelineState, version: int, chain: TransformChain
+    ) -> ChainState:
+        """The chain state this batch starts from; a state that cannot be read ends the
+        pipeline (retrying cannot repair it)."""
+        if state.chain_version != version or (
+            state.chain_state_ref is None and state.chain_state is None
+        ):
+            return chain.initial_state()  # first batch, or the config changed: start fresh
+        try:
+            if state.chain_state_ref is not None:
+                raw = await self._load_chain_state(state.chain_state_ref)
+            else:
+                raw = state.chain_state or {}
+            cs = ChainState.model_validate(load_chain_state(raw, state.chain_state_escaped))
+            chain.next_deadline_ms(cs)  # touches every step's state: a foreign one fails here
+            return cs
+        except ApplicationError:
+            raise
+        except Exception as exc:
+            raise ApplicationError(
+                f"the saved transform state cannot be read: {exc}",
+                type="BadState",
+                non_retryable=True,
+            ) from None
+
     async def _process(self, req: ProcessBatchInput, hb: _Heartbeat) -> ProcessBatchResult:
         org_id, pid = req.org_id, req.pipeline_id
         if req.metrics is not None:
@@ -315,12 +355,9 @@ class PipelineActivities:
                 f"transforms do not compile: {exc}", type="ConfigError", non_retryable=True
             ) from None
         state = req.state.model_copy(deep=True)
-        if state.chain_version == row.version and state.chain_state_ref is not None:
-            cs = ChainState.model_validate(await self._load_chain_state(state.chain_state_ref))
-        elif state.chain_version == row.version and state.chain_state is not None:
-            cs = ChainState.model_validate(state.chain_state)
-        else:  # first batch, or the config changed: the new chain starts fresh
-            cs = chain.initial_state()
+        cs = await self._input_chain_state(state, row.version, chain)
+        parking = req.mode == "dead_letter"
+        state_failed = parking and req.failed_stage == "state"
         items: list[Item] = []
         if req.mode == "flush":
             out = chain.flush(cs)
@@ -328,11 +365,22 @@ class PipelineActivities:
             items = await self._next_items(req, chain, cs, row.version)
             deadline = chain.next_deadline_ms(cs)
             now = _now_ms()
-            if items or (deadline is not None and deadline <= now):
+            if state_failed:
+                if not items:  # a timer's state cannot be saved: nothing to park, cannot go on
+                    raise ApplicationError(
+                        req.error or "the pipeline state could not be saved",
+                        type="StateError",
+                        non_retryable=True,
+                    )
+                # The state this batch produced could not be saved: park its input items with
+                # the error (replay re-ingests them) and keep the previous state.
+                error = req.error or "the pipeline state could not be saved"
+                out = ChainOutput(failed=[(it, error) for it in items], state=cs)
+            elif items or (deadline is not None and deadline <= now):
                 try:
                     out = chain.process(cs, items, now)
                 except Exception as exc:
-                    if req.mode != "dead_letter":
+                    if not parking:
                         raise
                     # The chain itself fails on this batch: park the input items, keep the state.
                     out = ChainOutput(
@@ -342,7 +390,7 @@ class PipelineActivities:
                 out = ChainOutput(state=cs)
 
         delta = Counters(processed=len(items), filtered=out.filtered)
-        dead: list[tuple[str, list[tuple[dict[str, Any], int, int, int, str]]]] = []
+        dead: list[tuple[str, list[DeadEntry]]] = []
         transform_dead = [
             (it.value, it.offset, it.offset, it.ingest_ms, reason) for it, reason in out.failed
         ]
@@ -354,37 +402,72 @@ class PipelineActivities:
             dead.append(("transform", transform_dead))
         delta.failed += len(transform_dead)
 
-        latencies: list[float] = []
-        if out.outputs:
-            if req.mode == "dead_letter":
-                error = req.error or "delivery failed"
-                dead.append(
-                    (
-                        "delivery",
-                        [
-                            (o.value, o.first_offset, o.last_offset, o.ingest_ms, error)
-                            for o in out.outputs
-                        ],
-                    )
-                )
-                delta.failed += len(out.outputs)
-            else:
-                await self._deliver(org_id, pid, destination, out.outputs, hb, items)
-                done = _now_ms()
-                latencies = [max(0, done - o.ingest_ms) for o in out.outputs]
-                delta.delivered += len(out.outputs)
+        outputs = out.outputs
+        deliver = bool(outputs) and not parking
+        if outputs and parking:
+            # Outputs the failed attempts did deliver are not parked (they would be twice).
+            done = _delivered_prefix(outputs, req.delivered_prefix)
+            error = req.error or "delivery failed"
+            parked = [
+                (o.value, o.first_offset, o.last_offset, o.ingest_ms, error) for o in outputs[done:]
+            ]
+            if parked:
+                dead.append(("delivery", parked))
+            delta.delivered += done
+            delta.failed += len(parked)
+        elif deliver:
+            delta.delivered += len(outputs)  # corrected below for items the destination refused
         delta.dead_lettered = sum(len(entries) for _, entries in dead)
 
         committed = items[-1].offset if items else state.committed_offset
-        if req.mode == "dead_letter" and req.through_offset is not None and not items:
+        if parking and req.through_offset is not None and not items:
             committed = max(committed, min(req.through_offset, row.last_offset))
         state.committed_offset = committed
         input_ref = state.chain_state_ref
-        state.chain_state = out.state.model_dump(mode="json")
+        chain_state, escaped, text = store_chain_state(out.state.model_dump())
+        state.chain_state, state.chain_state_escaped = chain_state, escaped
         state.chain_state_ref = None
         state.chain_version = row.version
         state.counters.add(delta)
-        await self._commit(org_id, pid, state, dead, prune=req.prune, input_ref=input_ref)
+        last = items[-1].offset if items else (outputs[-1].last_offset if outputs else committed)
+        # Everything that can fail for a reason retrying cannot fix (a state or a dead letter
+        # the database refuses) is written BEFORE delivery: a failure then delivers nothing,
+        # and a delivered batch is never delivered again because its bookkeeping failed.
+        await self._save(
+            org_id,
+            pid,
+            state,
+            dead,
+            text,
+            last,
+            prune=req.prune and not deliver,
+            input_ref=input_ref,
+        )
+        latencies: list[float] = []
+        if deliver:
+            rejected = await self._deliver(org_id, pid, destination, outputs, hb, items)
+            done_ms = _now_ms()
+            refused = {id(o) for o, _ in rejected}
+            latencies = [max(0, done_ms - o.ingest_ms) for o in outputs if id(o) not in refused]
+            if rejected:
+                fix = Counters(
+                    delivered=-len(rejected), failed=len(rejected), dead_lettered=len(rejected)
+                )
+                delta.add(fix)
+                state.counters.add(fix)
+                entries = [
+                    (o.value, o.first_offset, o.last_offset, o.ingest_ms, why)
+                    for o, why in rejected
+                ]
+                try:
+                    await self._commit(org_id, pid, state, [("delivery", entries)])
+                except Exception:
+                    # Retried with the delivered prefix recorded: nothing is delivered twice.
+                    activity.heartbeat(hb.details)
+                    raise
+            if req.prune:
+                with contextlib.suppress(Exception):  # housekeeping: the next prune catches up
+                    await self._prune(pid, state.committed_offset)
         buckets: dict[int, int] = {}
         for ms in latencies:
             b = latency_bucket(ms)
@@ -405,6 +488,35 @@ class PipelineActivities:
             max_wait_ms=int(options.get("maxWaitMs", 1000)),
         )
 
+    async def _save(
+        self,
+        org_id: str,
+        pid: str,
+        state: PipelineState,
+        dead: list[tuple[str, list[DeadEntry]]],
+        text: str,
+        last: int,
+        *,
+        prune: bool,
+        input_ref: int | None,
+    ) -> None:
+        """`_commit`, with a refusal by the database (a value it cannot store, a constraint, a
+        trigger) turned into a non-retryable StateError: the workflow then parks the batch's
+        items and keeps the previous state. Connection trouble stays retryable."""
+        try:
+            await self._commit(
+                org_id, pid, state, dead, prune=prune, input_ref=input_ref, text=text
+            )
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except psycopg.Error as exc:
+            raise ApplicationError(
+                f"the pipeline state could not be saved: {exc}".strip(),
+                {"lastOffset": last},
+                type="StateError",
+                non_retryable=True,
+            ) from None
+
     async def _deliver(
         self,
         org_id: str,
@@ -413,14 +525,17 @@ class PipelineActivities:
         outputs: list[OutItem],
         hb: _Heartbeat | None,
         items: list[Item],
-    ) -> None:
+    ) -> list[tuple[OutItem, str]]:
+        """Deliver; returns the outputs the destination refused one by one, with the reason."""
         try:
             dest = get_destination(destination["type"])
             config = await self._resolved(org_id, destination.get("config") or {})
             skip = hb.already_delivered(outputs) if hb is not None else 0
             progress = hb.tracker(outputs, skip) if hb is not None else None
             context = self._context(org_id, pid, config, progress)
-            await dest.deliver(context, Delivery(items=outputs[skip:]))
+            delivery = Delivery(items=outputs[skip:])
+            await dest.deliver(context, delivery)
+            return delivery.rejected
         except DeliveryError as exc:
             if hb is not None and activity.in_activity():
                 activity.heartbeat(hb.details)  # the confirmed prefix, for the next attempt
@@ -438,9 +553,12 @@ class PipelineActivities:
                 },
             )
             last = items[-1].offset if items else outputs[-1].last_offset
+            details: dict[str, Any] = {"lastOffset": last}
+            if hb is not None:
+                details["delivered"] = dict(hb.details)
             raise ApplicationError(
                 str(exc),
-                {"lastOffset": last},
+                details,
                 type="DeliveryError",
                 non_retryable=not exc.retryable,
                 next_retry_delay=timedelta(seconds=exc.retry_after_s)
@@ -459,15 +577,18 @@ class PipelineActivities:
         org_id: str,
         pid: str,
         state: PipelineState,
-        dead: list[tuple[str, list[tuple[dict[str, Any], int, int, int, str]]]],
+        dead: list[tuple[str, list[DeadEntry]]],
         *,
         prune: bool = False,
         input_ref: int | None = None,
+        text: str | None = None,
     ) -> None:
-        """Dead letters, a by-reference chain state and the state mirror, in one transaction."""
+        """Dead letters, a by-reference chain state and the state mirror, in one transaction.
+        `text`: the chain state's JSON, when the caller has it already."""
         async with self._services.db.pool.connection() as conn, conn.transaction():
             if state.chain_state is not None:
-                text = json.dumps(state.chain_state, separators=(",", ":"))
+                if text is None:
+                    text = json.dumps(state.chain_state, separators=(",", ":"))
                 if len(text) > INLINE_STATE_BYTES:
                     cursor = await conn.execute(
                         "INSERT INTO pipeline_chain_states (pipeline_id, org_id, state) "
@@ -499,16 +620,26 @@ class PipelineActivities:
                 (state.committed_offset, state.model_dump_json(), pid, org_id),
             )
             if prune:
-                # Processed items are only needed for restoring checkpoints (kept from the
-                # oldest one on) and as dedup keys (kept for options.retentionHours).
-                await conn.execute(
-                    'DELETE FROM pipeline_items WHERE pipeline_id = %(id)s AND "offset" <= '
-                    'LEAST(%(committed)s, COALESCE((SELECT min("offset") FROM pipeline_checkpoints '
-                    "WHERE pipeline_id = %(id)s), %(committed)s)) AND ingested_at < now() - "
-                    "make_interval(secs => (SELECT coalesce((options->>'retentionHours')::float, "
-                    "24) * 3600 FROM pipelines WHERE id = %(id)s))",
-                    {"id": pid, "committed": state.committed_offset},
-                )
+                await self._prune(pid, state.committed_offset, conn)
+
+    async def _prune(
+        self, pid: str, committed: int, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> None:
+        """Processed items are only needed for restoring checkpoints (kept from the oldest one
+        on) and as dedup keys (kept for options.retentionHours)."""
+        statement = (
+            'DELETE FROM pipeline_items WHERE pipeline_id = %(id)s AND "offset" <= '
+            'LEAST(%(committed)s, COALESCE((SELECT min("offset") FROM pipeline_checkpoints '
+            "WHERE pipeline_id = %(id)s), %(committed)s)) AND ingested_at < now() - "
+            "make_interval(secs => (SELECT coalesce((options->>'retentionHours')::float, "
+            "24) * 3600 FROM pipelines WHERE id = %(id)s))"
+        )
+        params = {"id": pid, "committed": committed}
+        if conn is not None:
+            await conn.execute(statement, params)
+            return
+        async with self._services.db.pool.connection() as own:
+            await own.execute(statement, params)
 
     async def _load_chain_state(self, ref: int) -> dict[str, Any]:
         async with self._services.db.pool.connection() as conn:
