@@ -208,7 +208,9 @@ async def test_amplitude_400_drops_only_the_events_it_names(fake) -> None:
         },
     )
     batch = items(4)
-    refused = await deliver({"provider": "amplitude", "apiKey": "amp-api-key", "baseUrl": url}, batch)
+    refused = await deliver(
+        {"provider": "amplitude", "apiKey": "amp-api-key", "baseUrl": url}, batch
+    )
     assert refused == [(batch[1], "offsets 2-2: invalid_fields: time")]
     # Amplitude ingested nothing from the refused request; the other three were resent.
     assert sorted(e["event_properties"]["tokens"] for e in saas.amplitude.values()) == [1, 3, 4]

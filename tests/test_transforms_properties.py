@@ -19,6 +19,7 @@ from deeployd.pipelines.destinations import unstorable_reason
 from deeployd.pipelines.runtime import PipelineState, load_chain_state, store_chain_state
 from deeployd.pipelines.transforms import ChainOutput, ChainState, Item, compile_chain
 from deeployd.pipelines.transforms.aggs import Aggregations
+from tests.pipeline_helpers import group_of
 
 T0 = 1_764_000_000_000
 SIZE = 10_000
@@ -63,17 +64,6 @@ def items(draw: st.DrawFn) -> list[dict[str, Any]]:
         }
         out.append(value)
     return out
-
-
-def group_of(value: dict[str, Any], paths: list[str]) -> str:
-    """The reference group identity: the group values as canonical JSON."""
-    values = []
-    for path in paths:
-        v: Any = value
-        for segment in path.split("."):
-            v = v.get(segment) if isinstance(v, dict) else None
-        values.append(v)
-    return json.dumps(values, sort_keys=True)
 
 
 def row_group(row: dict[str, Any], paths: list[str]) -> str:
