@@ -4,9 +4,13 @@ Why one activity for fetch + transform + deliver: items and outputs never pass t
 history (the activity's input and result are the small `PipelineState` plus counters), a batch
 costs one activity round trip, and a retry simply re-runs the whole batch from the same committed
 offset and chain state — deterministic transforms give the same outputs, and idempotent
-destinations (upsert, `webhook-id`) absorb the redelivery. The activity's Temporal RetryPolicy is
-the destination's `retryPolicy`; when it is exhausted the workflow calls the same activity in
-`dead_letter` mode, which stores the batch's outputs as dead letters and moves on.
+destinations (upsert, `webhook-id`) absorb the redelivery. The new state and the batch's dead
+letters are saved BEFORE delivery: a state the database refuses (a non-retryable `StateError`)
+then delivers nothing, and a delivered batch is never redelivered because its bookkeeping failed.
+Items a destination refuses one by one (`Delivery.rejected`) become dead letters on their own.
+The activity's Temporal RetryPolicy is the destination's `retryPolicy`; when it is exhausted (or
+the failure cannot be retried) the workflow calls the same activity in `dead_letter` mode, which
+stores the batch's outputs (or, for a `StateError`, its input items) as dead letters and moves on.
 """
 
 from __future__ import annotations
@@ -726,19 +730,21 @@ class PipelineActivities:
             activity.heartbeat(start)
             reingest = [r for r in chunk if r[1] != "delivery"]
             redeliver = [r for r in chunk if r[1] == "delivery"]
+            still_refused: set[int] = set()  # rows the destination refused again: kept
             try:
                 if redeliver:
-                    await self._deliver(
-                        req.org_id,
-                        req.pipeline_id,
-                        row_info.destination,
-                        [
-                            OutItem(value=r[4], first_offset=r[2], last_offset=r[3], ingest_ms=r[5])
-                            for r in redeliver
-                        ],
-                        None,
-                        [],
+                    outputs = [
+                        OutItem(value=r[4], first_offset=r[2], last_offset=r[3], ingest_ms=r[5])
+                        for r in redeliver
+                    ]
+                    row_of = {id(o): r[0] for o, r in zip(outputs, redeliver, strict=True)}
+                    refused = await self._deliver(
+                        req.org_id, req.pipeline_id, row_info.destination, outputs, None, []
                     )
+                    still_refused = {row_of[id(o)] for o, _ in refused}
+                    if refused:
+                        result.failed += len(refused)
+                        result.error = refused[0][1]
                 if reingest:
                     await ingest_items(
                         self._services, req.org_id, req.pipeline_id, [r[4] for r in reingest]
@@ -750,9 +756,14 @@ class PipelineActivities:
             async with self._services.db.pool.connection() as conn:
                 await conn.execute(
                     "UPDATE pipeline_dead_letters SET replayed_at = now(), attempts = attempts + 1 WHERE id = ANY(%s)",
-                    ([r[0] for r in chunk],),
+                    ([r[0] for r in chunk if r[0] not in still_refused],),
                 )
-            result.redelivered += len(redeliver)
+                if still_refused:
+                    await conn.execute(
+                        "UPDATE pipeline_dead_letters SET attempts = attempts + 1 WHERE id = ANY(%s)",
+                        (list(still_refused),),
+                    )
+            result.redelivered += len(redeliver) - len(still_refused)
             result.reingested += len(reingest)
         return result
 

@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client as TemporalClient
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from deeployd.services import Services
 from tests.conftest import Org, RunningApi
@@ -30,6 +32,7 @@ from tests.pipeline_helpers import (
     metrics,
     query,
 )
+from workflows.pipeline import PipelineWorkflow
 
 TWO_FIELDS = ["agent_id", "date"]
 
@@ -318,6 +321,10 @@ async def test_a_state_that_can_never_be_saved_fails_the_pipeline_with_the_cause
     assert [b["agent_id"] for b in once(hook)] == ["a"]
     # the batch, then its parking: two failed attempts, each the first and only one
     assert [a for a in attempts if a[0] == "failed"] == [("failed", 1), ("failed", 1)]
+    # the failure path replays deterministically
+    history = await temporal_client.get_workflow_handle(f"pipeline-{pid}").fetch_history()
+    replayer = Replayer(workflows=[PipelineWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
 
 
 # ----------------------------------------------------------------------------- poison items
@@ -393,8 +400,16 @@ async def test_poison_item_webhook_refused_with_422(
         pid = await to_destination(http, "poison-hook", webhook(hook.url))
         await send(http, pid, hundred(42, {"n": 42, "poison": True}, lambda i: {"n": i}))
         await assert_one_poison(http, api, org, pid, "HTTP 422")
-    assert sorted(b["n"] for b in once(hook)) == [i for i in range(100) if i != 42]
-    assert len(hook.requests) == 100  # the refused item was sent once, not retried
+        assert sorted(b["n"] for b in once(hook)) == [i for i in range(100) if i != 42]
+        assert len(hook.requests) == 100  # the refused item was sent once, not retried
+        # replaying while the receiver still refuses it keeps the dead letter
+        replay = (await http.post(f"/api/streaming/pipelines/{pid}/dead-letters/replay")).json()
+        assert (replay["redelivered"], replay["failed"]) == (0, 1) and "422" in replay["error"]
+        assert len(await dead_letters(api.settings, pid)) == 1
+        hook.refuse = None  # fixed on the receiver's side: the replay delivers it
+        replay = (await http.post(f"/api/streaming/pipelines/{pid}/dead-letters/replay")).json()
+        assert (replay["redelivered"], replay["failed"]) == (1, 0)
+    assert [r["json"]["n"] for r in hook.accepted][-1] == 42
 
 
 async def test_poison_item_analytics_event_over_the_provider_limit(
