@@ -206,7 +206,13 @@ class DatabaseDestination:
             for item, row in batch:
                 latest[tuple(json.dumps(row.get(f), default=str) for f in fields)] = (item, row)
             batch = list(latest.values())
-        await self._write_rows(conn, schema, table, operation, fields, batch, ctx, delivery)
+        if not batch:
+            return
+        try:  # the common case: one statement, no savepoint
+            await conn.execute(_statement(schema, table, operation, fields, batch), (_rows(batch),))
+        except (psycopg.DataError, psycopg.IntegrityError):
+            await conn.rollback()  # nothing of it was written; now find the refused rows
+            await self._write_rows(conn, schema, table, operation, fields, batch, ctx, delivery)
 
     async def _write_rows(
         self,
@@ -222,13 +228,10 @@ class DatabaseDestination:
         """One statement for the whole batch; when the database refuses a value (a type it cannot
         cast, a constraint), halve the batch until the refused rows are found (log2(n) extra
         statements per bad row), so every other row is still written."""
-        if not batch:
-            return
-        statement = _statement(schema, table, operation, fields, [row for _, row in batch])
-        payload = json.dumps([row for _, row in batch], separators=(",", ":"), default=str)
+        statement = _statement(schema, table, operation, fields, batch)
         try:
-            async with conn.transaction():
-                await conn.execute(statement, (payload,))
+            async with conn.transaction():  # each part commits (or fails) on its own
+                await conn.execute(statement, (_rows(batch),))
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             if len(batch) == 1:
                 reject(ctx, delivery, batch[0][0], f"database rejected the row: {exc}")
@@ -238,11 +241,19 @@ class DatabaseDestination:
                 await self._write_rows(conn, schema, table, operation, fields, part, ctx, delivery)
 
 
+def _rows(batch: list[tuple[OutItem, dict[str, Any]]]) -> str:
+    return json.dumps([row for _, row in batch], separators=(",", ":"), default=str)
+
+
 def _statement(
-    schema: str, table: str, operation: str, fields: list[str], rows: list[dict[str, Any]]
+    schema: str,
+    table: str,
+    operation: str,
+    fields: list[str],
+    batch: list[tuple[OutItem, dict[str, Any]]],
 ) -> sql.Composed:
     names: list[str] = []
-    for row in rows:
+    for _, row in batch:
         for name in row:
             if name not in names:
                 names.append(name)
