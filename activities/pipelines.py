@@ -686,6 +686,17 @@ class PipelineActivities:
     async def set_status(self, req: SetStatusInput) -> None:
         """Record a status the workflow decided (e.g. `failed`) and announce it."""
         async with self._services.db.pool.connection() as conn:
+            if req.state is not None:
+                await conn.execute(
+                    "UPDATE pipelines SET committed_offset = %s, state = %s::jsonb "
+                    "WHERE id = %s AND org_id = %s",
+                    (
+                        req.state.committed_offset,
+                        req.state.model_dump_json(),
+                        req.pipeline_id,
+                        req.org_id,
+                    ),
+                )
             cursor = await conn.execute(
                 "UPDATE pipelines p SET status = %s, error = %s, updated_at = now() "
                 "FROM (SELECT status FROM pipelines WHERE id = %s AND org_id = %s FOR UPDATE) old "

@@ -311,6 +311,18 @@ async def test_a_state_that_can_never_be_saved_fails_the_pipeline_with_the_cause
         finally:
             await allow_states(api.settings, pid)
         attempts = await process_batch_attempts(temporal_client, pid)
+        history = await temporal_client.get_workflow_handle(f"pipeline-{pid}").fetch_history()
+        # the mirror holds the workflow's last recorded state, not the unsaved batch's
+        mirror = await query(
+            api.settings, "SELECT committed_offset FROM pipelines WHERE id = %s", (pid,)
+        )
+        failed_bodies = once(hook)
+        # fixed: `start` resumes from there and the batch is processed, nothing lost
+        assert (await http.post(f"/api/streaming/pipelines/{pid}/start")).status_code == 200
+        await settled(http, org.admin_key, pid, 2)
+        await eventually(lambda: asyncio.sleep(0, len(hook.accepted)), lambda n: n == 2)
+    assert mirror == [(1,)]
+    assert [b["agent_id"] for b in once(hook)] == ["a", "b"]
     assert row.json()["status"] == "failed"
     assert "could not be saved: value refused by the database" in (m["lastError"] or ""), m
     assert health["status"] == "unhealthy"
@@ -318,11 +330,10 @@ async def test_a_state_that_can_never_be_saved_fails_the_pipeline_with_the_cause
         r.startswith("pipeline failed:") and "value refused by the database" in r
         for r in health["reasons"]
     ), health
-    assert [b["agent_id"] for b in once(hook)] == ["a"]
+    assert [b["agent_id"] for b in failed_bodies] == ["a"]
     # the batch, then its parking: two failed attempts, each the first and only one
     assert [a for a in attempts if a[0] == "failed"] == [("failed", 1), ("failed", 1)]
     # the failure path replays deterministically
-    history = await temporal_client.get_workflow_handle(f"pipeline-{pid}").fetch_history()
     replayer = Replayer(workflows=[PipelineWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)
 

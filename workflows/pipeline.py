@@ -167,7 +167,11 @@ class PipelineWorkflow:
         await workflow.execute_activity_method(
             PipelineActivities.set_status,
             SetStatusInput(
-                org_id=inp.org_id, pipeline_id=inp.pipeline_id, status="failed", error=error
+                org_id=inp.org_id,
+                pipeline_id=inp.pipeline_id,
+                status="failed",
+                error=error,
+                state=self._state,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=INFRA_RETRY,

@@ -249,6 +249,9 @@ class SetStatusInput(BaseModel):
     pipeline_id: str
     status: str
     error: str | None = None
+    # `failed`: the workflow's own state, written back to the mirror (a batch that saved its
+    # state before a delivery that never completed must be processed again on the next start)
+    state: PipelineState | None = None
 
 
 class SaveStateInput(BaseModel):
