@@ -99,7 +99,9 @@ class _Heartbeat:
     heartbeat timeout), carrying how much of the batch's output was delivered: the count `k`
     of the longest delivered prefix and a digest of those k outputs. A retry that recomputes
     the same prefix (same digest) skips it, so receivers see fewer duplicates; a different
-    prefix (e.g. a window closed in between) skips nothing — never an undelivered output."""
+    prefix (e.g. a window closed in between) skips nothing — never an undelivered output.
+    The outputs of that prefix the destination refused one by one travel along (`rejected`:
+    [position, reason]), so a retry that skips them still dead-letters them."""
 
     def __init__(self) -> None:
         self.details: dict[str, Any] = {"k": 0, "digest": ""}
@@ -128,9 +130,12 @@ class _Heartbeat:
         """How many leading outputs an earlier attempt of this batch delivered."""
         return _delivered_prefix(outputs, self.previous)
 
-    def tracker(self, outputs: list[OutItem], skip: int) -> Callable[[OutItem], None]:
+    def tracker(
+        self, outputs: list[OutItem], skip: int, refused: list[tuple[OutItem, str]]
+    ) -> Callable[[OutItem], None]:
         """The `progress` callback: extends the delivered prefix as items are confirmed (in
-        any order) and publishes it in the next heartbeat."""
+        any order) and publishes it in the next heartbeat. `refused`: the live list of outputs
+        refused so far (with those carried over from an earlier attempt)."""
         index = {id(item): i for i, item in enumerate(outputs)}
         done: set[int] = set(range(skip))
         digest = hashlib.sha256()
@@ -148,14 +153,46 @@ class _Heartbeat:
                 digest.update(_output_line(outputs[k]))
                 k += 1
             state["k"] = k
-            self.details = {"k": k, "digest": digest.hexdigest()}
+            self.details = {
+                "k": k,
+                "digest": digest.hexdigest(),
+                "rejected": _positions(index, refused, k),
+            }
 
-        self.details = {"k": skip, "digest": digest.hexdigest()}
+        self.details = {
+            "k": skip,
+            "digest": digest.hexdigest(),
+            "rejected": _positions(index, refused, skip),
+        }
         return progress
 
 
 # (value, first offset, last offset, ingest ms, reason)
 DeadEntry = tuple[dict[str, Any], int, int, int, str]
+
+
+def _positions(
+    index: dict[int, int], refused: list[tuple[OutItem, str]], k: int
+) -> list[list[Any]]:
+    """[position, reason] of the refused outputs inside the delivered prefix."""
+    out = []
+    for item, why in refused:
+        position = index.get(id(item))
+        if position is not None and position < k:
+            out.append([position, why[:500]])
+    return out
+
+
+def _refused_in_prefix(
+    outputs: list[OutItem], prefix: dict[str, Any] | None, k: int
+) -> list[tuple[OutItem, str]]:
+    """The outputs of a delivered prefix that the destination had refused, with the reason."""
+    out = []
+    for entry in (prefix or {}).get("rejected") or []:
+        position, why = int(entry[0]), str(entry[1])
+        if 0 <= position < k:
+            out.append((outputs[position], why))
+    return out
 
 
 def _delivered_prefix(outputs: list[OutItem], prefix: dict[str, Any] | None) -> int:
@@ -413,11 +450,15 @@ class PipelineActivities:
             done = _delivered_prefix(outputs, req.delivered_prefix)
             error = req.error or "delivery failed"
             parked = [
+                (o.value, o.first_offset, o.last_offset, o.ingest_ms, why)
+                for o, why in _refused_in_prefix(outputs, req.delivered_prefix, done)
+            ]
+            delta.delivered += done - len(parked)
+            parked += [
                 (o.value, o.first_offset, o.last_offset, o.ingest_ms, error) for o in outputs[done:]
             ]
             if parked:
                 dead.append(("delivery", parked))
-            delta.delivered += done
             delta.failed += len(parked)
         elif deliver:
             delta.delivered += len(outputs)  # corrected below for items the destination refused
@@ -535,9 +576,11 @@ class PipelineActivities:
             dest = get_destination(destination["type"])
             config = await self._resolved(org_id, destination.get("config") or {})
             skip = hb.already_delivered(outputs) if hb is not None else 0
-            progress = hb.tracker(outputs, skip) if hb is not None else None
-            context = self._context(org_id, pid, config, progress)
             delivery = Delivery(items=outputs[skip:])
+            if hb is not None and skip:
+                delivery.rejected += _refused_in_prefix(outputs, hb.previous, skip)
+            progress = hb.tracker(outputs, skip, delivery.rejected) if hb is not None else None
+            context = self._context(org_id, pid, config, progress)
             await dest.deliver(context, delivery)
             return delivery.rejected
         except DeliveryError as exc:

@@ -83,8 +83,8 @@ async def dead_letters(settings: Any, pid: str) -> list[tuple[Any, ...]]:
 
 
 def once(hook: HookReceiver) -> list[dict[str, Any]]:
-    """The accepted bodies, asserting no output was received twice (by its webhook-id)."""
-    ids = Counter(r["headers"]["webhook-id"] for r in hook.requests)
+    """The accepted bodies, asserting no output was accepted twice (by its webhook-id)."""
+    ids = Counter(r["headers"]["webhook-id"] for r in hook.accepted)
     assert [i for i, n in ids.items() if n > 1] == []
     return [r["json"] for r in hook.accepted]
 
@@ -421,6 +421,31 @@ async def test_poison_item_webhook_refused_with_422(
         replay = (await http.post(f"/api/streaming/pipelines/{pid}/dead-letters/replay")).json()
         assert (replay["redelivered"], replay["failed"]) == (1, 0)
     assert [r["json"]["n"] for r in hook.accepted][-1] == 42
+
+
+async def test_a_refused_item_stays_a_dead_letter_when_a_later_failure_retries_the_batch(
+    api: RunningApi, org: Org, worker: Services
+) -> None:
+    async with (
+        HookReceiver() as hook,
+        httpx.AsyncClient(base_url=api.url, headers=auth(org.admin_key)) as http,
+    ):
+        hook.refuse = lambda body: body["n"] == 3
+        hook.fail_after = 5  # after 5 accepted items, one 503: the batch is retried
+        pid = await to_destination(http, "refused-then-retried", webhook(hook.url))
+        await send(http, pid, [{"n": i} for i in range(10)])
+        m = await settled(http, org.admin_key, pid, 10)
+        m = await eventually(
+            lambda: metrics(http, org.admin_key, pid),
+            lambda m: m["itemsDelivered"] + m["deadLetters"] == 10,
+        )
+    # the retry skipped what the first attempt had done, the refused item included
+    assert [b["n"] for b in once(hook)] == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    assert [r["json"]["n"] for r in hook.requests].count(3) == 1
+    letters = await dead_letters(api.settings, pid)
+    assert [(stage, first) for stage, first, *_ in letters] == [("delivery", 4)]
+    assert "HTTP 422" in letters[0][3]
+    assert (m["itemsDelivered"], m["deadLetters"]) == (9, 1)
 
 
 async def test_poison_item_analytics_event_over_the_provider_limit(
