@@ -373,6 +373,7 @@ async def test_poison_item_database_nul_and_bad_cast(
     async with httpx.AsyncClient(base_url=api.url, headers=auth(org.admin_key)) as http:
         cases = [
             ({"id": 42, "name": "a\x00b", "n": 1}, "\\u0000 (NUL)"),  # refused before sending
+            ({"id": 42, "name": "x\ud800", "n": 1}, "lone UTF-16 surrogate"),  # before sending
             ({"id": 42, "name": "x", "n": "not a number"}, "invalid input syntax"),  # bisected
         ]
         for case, (poison, reason) in enumerate(cases):
@@ -398,6 +399,9 @@ async def test_poison_item_database_nul_and_bad_cast(
             await assert_one_poison(http, api, org, pid, reason)
             rows = await query(api.settings, f'SELECT id, name, n FROM "{schema}".runs ORDER BY id')
             assert rows == [(i, f"run {i}", i) for i in range(100) if i != 42]
+            listed = await http.get(f"/api/streaming/pipelines/{pid}/dead-letters")
+            assert listed.status_code == 200, listed.text
+            assert [d["value"] for d in listed.json()["items"]] == [poison]
 
 
 async def test_poison_item_webhook_refused_with_422(
