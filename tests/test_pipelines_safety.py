@@ -622,3 +622,47 @@ async def test_any_items_through_real_pipelines_are_delivered_exactly_once(
     ]
     assert all("PostgreSQL cannot store" in error for *_, error in letters)
     assert m_table["deadLetters"] == len(letters)
+
+
+async def test_a_large_state_with_nul_group_values_goes_by_reference_and_keeps_counting(
+    api: RunningApi, org: Org, worker: Services
+) -> None:
+    async with (
+        HookReceiver() as hook,
+        httpx.AsyncClient(base_url=api.url, headers=auth(org.admin_key)) as http,
+    ):
+        pid = await create(
+            http,
+            {
+                "name": "nul-groups",
+                "transforms": [
+                    {
+                        "type": "aggregate",
+                        "config": {
+                            "groupBy": ["g", "h"],
+                            "aggregations": [{"field": "*", "function": "count", "alias": "n"}],
+                        },
+                    },
+                    {"type": "batch", "config": {"size": 1000, "timeout": 100}},
+                ],
+                "destination": webhook(hook.url),
+            },
+        )
+        items = [{"g": f"grp\x00{i % 200}", "h": "\ud83d\ude00"} for i in range(400)]
+        await send(http, pid, items[:200])
+        await settled(http, org.admin_key, pid, 200)
+        await send(http, pid, items[200:])
+        await settled(http, org.admin_key, pid, 400)
+        await eventually(
+            lambda: asyncio.sleep(0, sum(len(b["json"]["items"]) for b in hook.accepted)),
+            lambda n: n == 400,
+        )
+        [(ref, escaped)] = await query(
+            api.settings,
+            "SELECT state->>'chain_state_ref', state->>'chain_state_escaped' FROM pipelines "
+            "WHERE id = %s",
+            (pid,),
+        )
+    assert ref is not None and escaped == "true"  # over 4 KB: kept in pipeline_chain_states
+    latest = {r["g"]: r["n"] for body in once(hook) for r in body["items"]}
+    assert latest == {f"grp\x00{i}": 2 for i in range(200)}
