@@ -370,7 +370,7 @@ class PipelineActivities:
             else:
                 raw = state.chain_state or {}
             cs = ChainState.model_validate(load_chain_state(raw, state.chain_state_escaped))
-            chain.next_deadline_ms(cs)  # touches every step's state: a foreign one fails here
+            chain.next_deadline_ms(cs)  # reads the timed steps' states: a broken one fails here
             return cs
         except ApplicationError:
             raise
