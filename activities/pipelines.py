@@ -4,9 +4,13 @@ Why one activity for fetch + transform + deliver: items and outputs never pass t
 history (the activity's input and result are the small `PipelineState` plus counters), a batch
 costs one activity round trip, and a retry simply re-runs the whole batch from the same committed
 offset and chain state — deterministic transforms give the same outputs, and idempotent
-destinations (upsert, `webhook-id`) absorb the redelivery. The activity's Temporal RetryPolicy is
-the destination's `retryPolicy`; when it is exhausted the workflow calls the same activity in
-`dead_letter` mode, which stores the batch's outputs as dead letters and moves on.
+destinations (upsert, `webhook-id`) absorb the redelivery. The new state and the batch's dead
+letters are saved BEFORE delivery: a state the database refuses (a non-retryable `StateError`)
+then delivers nothing, and a delivered batch is never redelivered because its bookkeeping failed.
+Items a destination refuses one by one (`Delivery.rejected`) become dead letters on their own.
+The activity's Temporal RetryPolicy is the destination's `retryPolicy`; when it is exhausted (or
+the failure cannot be retried) the workflow calls the same activity in `dead_letter` mode, which
+stores the batch's outputs (or, for a `StateError`, its input items) as dead letters and moves on.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import psycopg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -47,6 +52,8 @@ from deeployd.pipelines.runtime import (
     SaveStateInput,
     SetStatusInput,
     latency_bucket,
+    load_chain_state,
+    store_chain_state,
 )
 from deeployd.pipelines.transforms import (
     ChainOutput,
@@ -92,7 +99,9 @@ class _Heartbeat:
     heartbeat timeout), carrying how much of the batch's output was delivered: the count `k`
     of the longest delivered prefix and a digest of those k outputs. A retry that recomputes
     the same prefix (same digest) skips it, so receivers see fewer duplicates; a different
-    prefix (e.g. a window closed in between) skips nothing — never an undelivered output."""
+    prefix (e.g. a window closed in between) skips nothing — never an undelivered output.
+    The outputs of that prefix the destination refused one by one travel along (`rejected`:
+    [position, reason]), so a retry that skips them still dead-letters them."""
 
     def __init__(self) -> None:
         self.details: dict[str, Any] = {"k": 0, "digest": ""}
@@ -119,17 +128,14 @@ class _Heartbeat:
 
     def already_delivered(self, outputs: list[OutItem]) -> int:
         """How many leading outputs an earlier attempt of this batch delivered."""
-        k = int(self.previous.get("k", 0))
-        if k <= 0 or k > len(outputs):
-            return 0
-        digest = hashlib.sha256()
-        for item in outputs[:k]:
-            digest.update(_output_line(item))
-        return k if digest.hexdigest() == self.previous.get("digest") else 0
+        return _delivered_prefix(outputs, self.previous)
 
-    def tracker(self, outputs: list[OutItem], skip: int) -> Callable[[OutItem], None]:
+    def tracker(
+        self, outputs: list[OutItem], skip: int, refused: list[tuple[OutItem, str]]
+    ) -> Callable[[OutItem], None]:
         """The `progress` callback: extends the delivered prefix as items are confirmed (in
-        any order) and publishes it in the next heartbeat."""
+        any order) and publishes it in the next heartbeat. `refused`: the live list of outputs
+        refused so far (with those carried over from an earlier attempt)."""
         index = {id(item): i for i, item in enumerate(outputs)}
         done: set[int] = set(range(skip))
         digest = hashlib.sha256()
@@ -147,17 +153,66 @@ class _Heartbeat:
                 digest.update(_output_line(outputs[k]))
                 k += 1
             state["k"] = k
-            self.details = {"k": k, "digest": digest.hexdigest()}
+            self.details = {
+                "k": k,
+                "digest": digest.hexdigest(),
+                "rejected": _positions(index, refused, k),
+            }
 
-        self.details = {"k": skip, "digest": digest.hexdigest()}
+        self.details = {
+            "k": skip,
+            "digest": digest.hexdigest(),
+            "rejected": _positions(index, refused, skip),
+        }
         return progress
+
+
+# (value, first offset, last offset, ingest ms, reason)
+DeadEntry = tuple[dict[str, Any], int, int, int, str]
+
+
+def _positions(
+    index: dict[int, int], refused: list[tuple[OutItem, str]], k: int
+) -> list[list[Any]]:
+    """[position, reason] of the refused outputs inside the delivered prefix."""
+    out = []
+    for item, why in refused:
+        position = index.get(id(item))
+        if position is not None and position < k:
+            out.append([position, why[:500]])
+    return out
+
+
+def _refused_in_prefix(
+    outputs: list[OutItem], prefix: dict[str, Any] | None, k: int
+) -> list[tuple[OutItem, str]]:
+    """The outputs of a delivered prefix that the destination had refused, with the reason."""
+    out = []
+    for entry in (prefix or {}).get("rejected") or []:
+        position, why = int(entry[0]), str(entry[1])
+        if 0 <= position < k:
+            out.append((outputs[position], why))
+    return out
+
+
+def _delivered_prefix(outputs: list[OutItem], prefix: dict[str, Any] | None) -> int:
+    """How many leading outputs the failed attempts delivered (their digest must match)."""
+    if not prefix:
+        return 0
+    k = int(prefix.get("k", 0))
+    if k <= 0 or k > len(outputs):
+        return 0
+    digest = hashlib.sha256()
+    for item in outputs[:k]:
+        digest.update(_output_line(item))
+    return k if digest.hexdigest() == prefix.get("digest") else 0
 
 
 def _dead_letter_rows(
     org_id: str,
     pipeline_id: str,
     stage: str,
-    entries: list[tuple[dict[str, Any], int, int, int, str]],
+    entries: list[DeadEntry],
 ) -> list[tuple[Any, ...]]:
     rows = []
     for value, first, last, ingest_ms, error in entries:
@@ -300,6 +355,32 @@ class PipelineActivities:
         async with _Heartbeat() as hb:
             return await self._process(req, hb)
 
+    async def _input_chain_state(
+        self, state: PipelineState, version: int, chain: TransformChain
+    ) -> ChainState:
+        """The chain state this batch starts from; a state that cannot be read ends the
+        pipeline (retrying cannot repair it)."""
+        if state.chain_version != version or (
+            state.chain_state_ref is None and state.chain_state is None
+        ):
+            return chain.initial_state()  # first batch, or the config changed: start fresh
+        try:
+            if state.chain_state_ref is not None:
+                raw = await self._load_chain_state(state.chain_state_ref)
+            else:
+                raw = state.chain_state or {}
+            cs = ChainState.model_validate(load_chain_state(raw, state.chain_state_escaped))
+            chain.next_deadline_ms(cs)  # reads the timed steps' states: a broken one fails here
+            return cs
+        except ApplicationError:
+            raise
+        except Exception as exc:
+            raise ApplicationError(
+                f"the saved transform state cannot be read: {exc}",
+                type="BadState",
+                non_retryable=True,
+            ) from None
+
     async def _process(self, req: ProcessBatchInput, hb: _Heartbeat) -> ProcessBatchResult:
         org_id, pid = req.org_id, req.pipeline_id
         if req.metrics is not None:
@@ -315,12 +396,9 @@ class PipelineActivities:
                 f"transforms do not compile: {exc}", type="ConfigError", non_retryable=True
             ) from None
         state = req.state.model_copy(deep=True)
-        if state.chain_version == row.version and state.chain_state_ref is not None:
-            cs = ChainState.model_validate(await self._load_chain_state(state.chain_state_ref))
-        elif state.chain_version == row.version and state.chain_state is not None:
-            cs = ChainState.model_validate(state.chain_state)
-        else:  # first batch, or the config changed: the new chain starts fresh
-            cs = chain.initial_state()
+        cs = await self._input_chain_state(state, row.version, chain)
+        parking = req.mode == "dead_letter"
+        state_failed = parking and req.failed_stage == "state"
         items: list[Item] = []
         if req.mode == "flush":
             out = chain.flush(cs)
@@ -328,11 +406,22 @@ class PipelineActivities:
             items = await self._next_items(req, chain, cs, row.version)
             deadline = chain.next_deadline_ms(cs)
             now = _now_ms()
-            if items or (deadline is not None and deadline <= now):
+            if state_failed:
+                if not items:  # a timer's state cannot be saved: nothing to park, cannot go on
+                    raise ApplicationError(
+                        req.error or "the pipeline state could not be saved",
+                        type="StateError",
+                        non_retryable=True,
+                    )
+                # The state this batch produced could not be saved: park its input items with
+                # the error (replay re-ingests them) and keep the previous state.
+                error = req.error or "the pipeline state could not be saved"
+                out = ChainOutput(failed=[(it, error) for it in items], state=cs)
+            elif items or (deadline is not None and deadline <= now):
                 try:
                     out = chain.process(cs, items, now)
                 except Exception as exc:
-                    if req.mode != "dead_letter":
+                    if not parking:
                         raise
                     # The chain itself fails on this batch: park the input items, keep the state.
                     out = ChainOutput(
@@ -342,7 +431,7 @@ class PipelineActivities:
                 out = ChainOutput(state=cs)
 
         delta = Counters(processed=len(items), filtered=out.filtered)
-        dead: list[tuple[str, list[tuple[dict[str, Any], int, int, int, str]]]] = []
+        dead: list[tuple[str, list[DeadEntry]]] = []
         transform_dead = [
             (it.value, it.offset, it.offset, it.ingest_ms, reason) for it, reason in out.failed
         ]
@@ -354,37 +443,76 @@ class PipelineActivities:
             dead.append(("transform", transform_dead))
         delta.failed += len(transform_dead)
 
-        latencies: list[float] = []
-        if out.outputs:
-            if req.mode == "dead_letter":
-                error = req.error or "delivery failed"
-                dead.append(
-                    (
-                        "delivery",
-                        [
-                            (o.value, o.first_offset, o.last_offset, o.ingest_ms, error)
-                            for o in out.outputs
-                        ],
-                    )
-                )
-                delta.failed += len(out.outputs)
-            else:
-                await self._deliver(org_id, pid, destination, out.outputs, hb, items)
-                done = _now_ms()
-                latencies = [max(0, done - o.ingest_ms) for o in out.outputs]
-                delta.delivered += len(out.outputs)
+        outputs = out.outputs
+        deliver = bool(outputs) and not parking
+        if outputs and parking:
+            # Outputs the failed attempts did deliver are not parked (they would be twice).
+            done = _delivered_prefix(outputs, req.delivered_prefix)
+            error = req.error or "delivery failed"
+            parked = [
+                (o.value, o.first_offset, o.last_offset, o.ingest_ms, why)
+                for o, why in _refused_in_prefix(outputs, req.delivered_prefix, done)
+            ]
+            delta.delivered += done - len(parked)
+            parked += [
+                (o.value, o.first_offset, o.last_offset, o.ingest_ms, error) for o in outputs[done:]
+            ]
+            if parked:
+                dead.append(("delivery", parked))
+            delta.failed += len(parked)
+        elif deliver:
+            delta.delivered += len(outputs)  # corrected below for items the destination refused
         delta.dead_lettered = sum(len(entries) for _, entries in dead)
 
         committed = items[-1].offset if items else state.committed_offset
-        if req.mode == "dead_letter" and req.through_offset is not None and not items:
+        if parking and req.through_offset is not None and not items:
             committed = max(committed, min(req.through_offset, row.last_offset))
         state.committed_offset = committed
         input_ref = state.chain_state_ref
-        state.chain_state = out.state.model_dump(mode="json")
+        chain_state, escaped, text = store_chain_state(out.state.model_dump())
+        state.chain_state, state.chain_state_escaped = chain_state, escaped
         state.chain_state_ref = None
         state.chain_version = row.version
         state.counters.add(delta)
-        await self._commit(org_id, pid, state, dead, prune=req.prune, input_ref=input_ref)
+        last = items[-1].offset if items else (outputs[-1].last_offset if outputs else committed)
+        # Everything that can fail for a reason retrying cannot fix (a state or a dead letter
+        # the database refuses) is written BEFORE delivery: a failure then delivers nothing,
+        # and a delivered batch is never delivered again because its bookkeeping failed.
+        await self._save(
+            org_id,
+            pid,
+            state,
+            dead,
+            text,
+            last,
+            prune=req.prune and not deliver,
+            input_ref=input_ref,
+        )
+        latencies: list[float] = []
+        if deliver:
+            rejected = await self._deliver(org_id, pid, destination, outputs, hb, items)
+            done_ms = _now_ms()
+            refused = {id(o) for o, _ in rejected}
+            latencies = [max(0, done_ms - o.ingest_ms) for o in outputs if id(o) not in refused]
+            if rejected:
+                fix = Counters(
+                    delivered=-len(rejected), failed=len(rejected), dead_lettered=len(rejected)
+                )
+                delta.add(fix)
+                state.counters.add(fix)
+                entries = [
+                    (o.value, o.first_offset, o.last_offset, o.ingest_ms, why)
+                    for o, why in rejected
+                ]
+                try:
+                    await self._commit(org_id, pid, state, [("delivery", entries)])
+                except Exception:
+                    # Retried with the delivered prefix recorded: nothing is delivered twice.
+                    activity.heartbeat(hb.details)
+                    raise
+            if req.prune:
+                with contextlib.suppress(Exception):  # housekeeping: the next prune catches up
+                    await self._prune(pid, state.committed_offset)
         buckets: dict[int, int] = {}
         for ms in latencies:
             b = latency_bucket(ms)
@@ -405,6 +533,35 @@ class PipelineActivities:
             max_wait_ms=int(options.get("maxWaitMs", 1000)),
         )
 
+    async def _save(
+        self,
+        org_id: str,
+        pid: str,
+        state: PipelineState,
+        dead: list[tuple[str, list[DeadEntry]]],
+        text: str,
+        last: int,
+        *,
+        prune: bool,
+        input_ref: int | None,
+    ) -> None:
+        """`_commit`, with a refusal by the database (a value it cannot store, a constraint, a
+        trigger) turned into a non-retryable StateError: the workflow then parks the batch's
+        items and keeps the previous state. Connection trouble stays retryable."""
+        try:
+            await self._commit(
+                org_id, pid, state, dead, prune=prune, input_ref=input_ref, text=text
+            )
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except psycopg.Error as exc:
+            raise ApplicationError(
+                f"the pipeline state could not be saved: {exc}".strip(),
+                {"lastOffset": last},
+                type="StateError",
+                non_retryable=True,
+            ) from None
+
     async def _deliver(
         self,
         org_id: str,
@@ -413,14 +570,19 @@ class PipelineActivities:
         outputs: list[OutItem],
         hb: _Heartbeat | None,
         items: list[Item],
-    ) -> None:
+    ) -> list[tuple[OutItem, str]]:
+        """Deliver; returns the outputs the destination refused one by one, with the reason."""
         try:
             dest = get_destination(destination["type"])
             config = await self._resolved(org_id, destination.get("config") or {})
             skip = hb.already_delivered(outputs) if hb is not None else 0
-            progress = hb.tracker(outputs, skip) if hb is not None else None
+            delivery = Delivery(items=outputs[skip:])
+            if hb is not None and skip:
+                delivery.rejected += _refused_in_prefix(outputs, hb.previous, skip)
+            progress = hb.tracker(outputs, skip, delivery.rejected) if hb is not None else None
             context = self._context(org_id, pid, config, progress)
-            await dest.deliver(context, Delivery(items=outputs[skip:]))
+            await dest.deliver(context, delivery)
+            return delivery.rejected
         except DeliveryError as exc:
             if hb is not None and activity.in_activity():
                 activity.heartbeat(hb.details)  # the confirmed prefix, for the next attempt
@@ -438,9 +600,12 @@ class PipelineActivities:
                 },
             )
             last = items[-1].offset if items else outputs[-1].last_offset
+            details: dict[str, Any] = {"lastOffset": last}
+            if hb is not None:
+                details["delivered"] = dict(hb.details)
             raise ApplicationError(
                 str(exc),
-                {"lastOffset": last},
+                details,
                 type="DeliveryError",
                 non_retryable=not exc.retryable,
                 next_retry_delay=timedelta(seconds=exc.retry_after_s)
@@ -459,15 +624,18 @@ class PipelineActivities:
         org_id: str,
         pid: str,
         state: PipelineState,
-        dead: list[tuple[str, list[tuple[dict[str, Any], int, int, int, str]]]],
+        dead: list[tuple[str, list[DeadEntry]]],
         *,
         prune: bool = False,
         input_ref: int | None = None,
+        text: str | None = None,
     ) -> None:
-        """Dead letters, a by-reference chain state and the state mirror, in one transaction."""
+        """Dead letters, a by-reference chain state and the state mirror, in one transaction.
+        `text`: the chain state's JSON, when the caller has it already."""
         async with self._services.db.pool.connection() as conn, conn.transaction():
             if state.chain_state is not None:
-                text = json.dumps(state.chain_state, separators=(",", ":"))
+                if text is None:
+                    text = json.dumps(state.chain_state, separators=(",", ":"))
                 if len(text) > INLINE_STATE_BYTES:
                     cursor = await conn.execute(
                         "INSERT INTO pipeline_chain_states (pipeline_id, org_id, state) "
@@ -499,16 +667,26 @@ class PipelineActivities:
                 (state.committed_offset, state.model_dump_json(), pid, org_id),
             )
             if prune:
-                # Processed items are only needed for restoring checkpoints (kept from the
-                # oldest one on) and as dedup keys (kept for options.retentionHours).
-                await conn.execute(
-                    'DELETE FROM pipeline_items WHERE pipeline_id = %(id)s AND "offset" <= '
-                    'LEAST(%(committed)s, COALESCE((SELECT min("offset") FROM pipeline_checkpoints '
-                    "WHERE pipeline_id = %(id)s), %(committed)s)) AND ingested_at < now() - "
-                    "make_interval(secs => (SELECT coalesce((options->>'retentionHours')::float, "
-                    "24) * 3600 FROM pipelines WHERE id = %(id)s))",
-                    {"id": pid, "committed": state.committed_offset},
-                )
+                await self._prune(pid, state.committed_offset, conn)
+
+    async def _prune(
+        self, pid: str, committed: int, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> None:
+        """Processed items are only needed for restoring checkpoints (kept from the oldest one
+        on) and as dedup keys (kept for options.retentionHours)."""
+        statement = (
+            'DELETE FROM pipeline_items WHERE pipeline_id = %(id)s AND "offset" <= '
+            'LEAST(%(committed)s, COALESCE((SELECT min("offset") FROM pipeline_checkpoints '
+            "WHERE pipeline_id = %(id)s), %(committed)s)) AND ingested_at < now() - "
+            "make_interval(secs => (SELECT coalesce((options->>'retentionHours')::float, "
+            "24) * 3600 FROM pipelines WHERE id = %(id)s))"
+        )
+        params = {"id": pid, "committed": committed}
+        if conn is not None:
+            await conn.execute(statement, params)
+            return
+        async with self._services.db.pool.connection() as own:
+            await own.execute(statement, params)
 
     async def _load_chain_state(self, ref: int) -> dict[str, Any]:
         async with self._services.db.pool.connection() as conn:
@@ -551,6 +729,17 @@ class PipelineActivities:
     async def set_status(self, req: SetStatusInput) -> None:
         """Record a status the workflow decided (e.g. `failed`) and announce it."""
         async with self._services.db.pool.connection() as conn:
+            if req.state is not None:
+                await conn.execute(
+                    "UPDATE pipelines SET committed_offset = %s, state = %s::jsonb "
+                    "WHERE id = %s AND org_id = %s",
+                    (
+                        req.state.committed_offset,
+                        req.state.model_dump_json(),
+                        req.pipeline_id,
+                        req.org_id,
+                    ),
+                )
             cursor = await conn.execute(
                 "UPDATE pipelines p SET status = %s, error = %s, updated_at = now() "
                 "FROM (SELECT status FROM pipelines WHERE id = %s AND org_id = %s FOR UPDATE) old "
@@ -595,19 +784,21 @@ class PipelineActivities:
             activity.heartbeat(start)
             reingest = [r for r in chunk if r[1] != "delivery"]
             redeliver = [r for r in chunk if r[1] == "delivery"]
+            still_refused: set[int] = set()  # rows the destination refused again: kept
             try:
                 if redeliver:
-                    await self._deliver(
-                        req.org_id,
-                        req.pipeline_id,
-                        row_info.destination,
-                        [
-                            OutItem(value=r[4], first_offset=r[2], last_offset=r[3], ingest_ms=r[5])
-                            for r in redeliver
-                        ],
-                        None,
-                        [],
+                    outputs = [
+                        OutItem(value=r[4], first_offset=r[2], last_offset=r[3], ingest_ms=r[5])
+                        for r in redeliver
+                    ]
+                    row_of = {id(o): r[0] for o, r in zip(outputs, redeliver, strict=True)}
+                    refused = await self._deliver(
+                        req.org_id, req.pipeline_id, row_info.destination, outputs, None, []
                     )
+                    still_refused = {row_of[id(o)] for o, _ in refused}
+                    if refused:
+                        result.failed += len(refused)
+                        result.error = refused[0][1]
                 if reingest:
                     await ingest_items(
                         self._services, req.org_id, req.pipeline_id, [r[4] for r in reingest]
@@ -619,9 +810,14 @@ class PipelineActivities:
             async with self._services.db.pool.connection() as conn:
                 await conn.execute(
                     "UPDATE pipeline_dead_letters SET replayed_at = now(), attempts = attempts + 1 WHERE id = ANY(%s)",
-                    ([r[0] for r in chunk],),
+                    ([r[0] for r in chunk if r[0] not in still_refused],),
                 )
-            result.redelivered += len(redeliver)
+                if still_refused:
+                    await conn.execute(
+                        "UPDATE pipeline_dead_letters SET attempts = attempts + 1 WHERE id = ANY(%s)",
+                        (list(still_refused),),
+                    )
+            result.redelivered += len(redeliver) - len(still_refused)
             result.reingested += len(reingest)
         return result
 

@@ -56,6 +56,20 @@ async def eventually(
         await asyncio.sleep(every)
 
 
+def group_of(value: dict[str, Any], paths: list[str]) -> str:
+    """A record's group identity for `paths` (dotted = nested): its group values as canonical
+    JSON, the reference a groupBy result is checked against."""
+    import json
+
+    values = []
+    for path in paths:
+        v: Any = value
+        for segment in path.split("."):
+            v = v.get(segment) if isinstance(v, dict) else None
+        values.append(v)
+    return json.dumps(values, sort_keys=True)
+
+
 async def metrics(http: httpx.AsyncClient, key: str, pipeline_id: str) -> dict[str, Any]:
     response = await http.get(f"/api/streaming/pipelines/{pipeline_id}/metrics", headers=auth(key))
     assert response.status_code == 200, response.text
@@ -78,6 +92,8 @@ class HookReceiver:
         self.down = False
         self.status_when_down = 503
         self.fail_after: int | None = None  # accept this many, then fail the next one once
+        # answer 422 (a refusal of that item alone) to bodies this returns True for
+        self.refuse: Callable[[Any], bool] | None = None
 
         async def hook(request: Request) -> JSONResponse:
             import json
@@ -93,6 +109,8 @@ class HookReceiver:
                 return JSONResponse({"error": "hiccup"}, status_code=503)
             if self.down:
                 return JSONResponse({"error": "down"}, status_code=self.status_when_down)
+            if self.refuse is not None and self.refuse(record["json"]):
+                return JSONResponse({"error": "unprocessable item"}, status_code=422)
             self.accepted.append(record)
             return JSONResponse({"ok": True})
 

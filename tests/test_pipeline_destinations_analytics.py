@@ -49,7 +49,10 @@ def items(n: int, start: int = 1, **extra: Any) -> list[OutItem]:
     ]
 
 
-async def deliver(config: dict[str, Any], batch: list[OutItem], *, private: bool = True) -> None:
+async def deliver(
+    config: dict[str, Any], batch: list[OutItem], *, private: bool = True
+) -> list[tuple[OutItem, str]]:
+    """Deliver; returns the items the destination refused one by one, with the reason."""
     async with httpx.AsyncClient() as http:
         ctx = DeliveryContext(
             org_id="org_test",
@@ -59,7 +62,9 @@ async def deliver(config: dict[str, Any], batch: list[OutItem], *, private: bool
             settings=Settings(allow_private_urls=private),
             db=None,  # type: ignore[arg-type]  (not needed: every item names its event)
         )
-        await get_destination("analytics").deliver(ctx, Delivery(items=batch))
+        delivery = Delivery(items=batch)
+        await get_destination("analytics").deliver(ctx, delivery)
+    return delivery.rejected
 
 
 async def test_segment_batches_track_calls_with_write_key_auth_and_stable_message_ids(fake) -> None:
@@ -91,10 +96,12 @@ async def test_segment_splits_requests_at_500kb_and_refuses_messages_over_32kb(f
     assert len(saas.requests) >= 2
     assert all(r.size <= 500 * 1024 for r in saas.requests)
     assert len(saas.segment) == 40
-    with pytest.raises(DeliveryError) as caught:
-        await deliver(config, items(1, start=100, pad="x" * 40_000))
-    assert not caught.value.retryable
-    assert "32768" in str(caught.value)
+    # One event over 32 KB is refused on its own, before sending; its batch-mates go through.
+    batch = items(3, start=100)
+    big = items(1, start=103, pad="x" * 40_000)
+    refused = await deliver(config, batch + big)
+    assert [(item, "32768" in why) for item, why in refused] == [(big[0], True)]
+    assert len(saas.segment) == 43
 
 
 async def test_segment_wrong_write_key_is_not_retried(fake) -> None:
@@ -152,10 +159,9 @@ async def test_mixpanel_strict_mode_rejections_are_reported_not_retried(fake) ->
             "status": "Bad Request",
         },
     )
-    with pytest.raises(DeliveryError) as caught:
-        await deliver({"provider": "mixpanel", "projectToken": "t", "baseUrl": url}, items(3))
-    assert not caught.value.retryable
-    assert "offsets 2-2: properties.time: too old" in str(caught.value)
+    batch = items(3)
+    refused = await deliver({"provider": "mixpanel", "projectToken": "t", "baseUrl": url}, batch)
+    assert refused == [(batch[1], "offsets 2-2: properties.time: too old")]
 
 
 async def test_rate_limits_and_server_errors_are_retryable_and_honour_retry_after(fake) -> None:
@@ -201,10 +207,11 @@ async def test_amplitude_400_drops_only_the_events_it_names(fake) -> None:
             "events_with_invalid_fields": {"time": [1]},
         },
     )
-    with pytest.raises(DeliveryError) as caught:
-        await deliver({"provider": "amplitude", "apiKey": "amp-api-key", "baseUrl": url}, items(4))
-    assert not caught.value.retryable
-    assert "offsets 2-2: invalid_fields: time" in str(caught.value)
+    batch = items(4)
+    refused = await deliver(
+        {"provider": "amplitude", "apiKey": "amp-api-key", "baseUrl": url}, batch
+    )
+    assert refused == [(batch[1], "offsets 2-2: invalid_fields: time")]
     # Amplitude ingested nothing from the refused request; the other three were resent.
     assert sorted(e["event_properties"]["tokens"] for e in saas.amplitude.values()) == [1, 3, 4]
 

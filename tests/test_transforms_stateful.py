@@ -467,7 +467,6 @@ def test_event_time_window_watermark_lateness_and_late_items() -> None:
             "unknown window type 'hopping'; expected one of: tumbling, sliding, session",
         ),
         ({"type": "tumbling"}, "size", "tumbling windows need 'size' (ms)"),
-        ({"type": "sliding", "size": 10}, "slide", "sliding windows need 'slide' (ms)"),
         (
             {"type": "sliding", "size": 10, "slide": 20},
             "slide",
@@ -478,7 +477,12 @@ def test_event_time_window_watermark_lateness_and_late_items() -> None:
             "slide",
             "size/slide must be at most 100 (windows per record)",
         ),
-        ({"type": "session", "size": 10}, "gap", "session windows need 'gap' (ms)"),
+        ({"type": "session"}, "gap", "session windows need 'gap' (ms)"),
+        (
+            {"type": "session", "size": 10, "gap": 10},
+            "size",
+            "'size' is not used by session windows when 'gap' is set",
+        ),
         (
             {"type": "tumbling", "size": 10, "allowedLatenessMs": -5},
             "allowedLatenessMs",
@@ -759,3 +763,96 @@ def test_windows_match_a_brute_force_reference_in_any_arrival_order(kind: str) -
 
 def _ms(iso: str) -> int:
     return round(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+# ----------------------------------------------------------------------------- multi-field groupBy
+
+TWO_FIELDS = {
+    "groupBy": ["agent_id", "date"],
+    "aggregations": [
+        {"field": "*", "function": "count", "alias": "runs"},
+        {"field": "cost", "function": "sum", "alias": "cost"},
+    ],
+}
+
+
+def test_two_field_group_by_keys_hold_no_control_characters_and_rows_name_each_field() -> None:
+    feed = Feed([{"type": "aggregate", "config": TWO_FIELDS}])
+    out = feed.push(
+        [
+            {"agent_id": "a", "date": "2026-12-01", "cost": 1},
+            {"agent_id": "a", "date": "2026-12-02", "cost": 2},
+            {"agent_id": "a", "date": "2026-12-01", "cost": 4},
+        ],
+        T0,
+    )
+    assert sorted(values(out), key=lambda r: r["date"]) == [
+        {"agent_id": "a", "date": "2026-12-01", "runs": 2, "cost": 5},
+        {"agent_id": "a", "date": "2026-12-02", "runs": 1, "cost": 2},
+    ]
+    keys = list(feed.state.steps[0]["groups"])
+    assert keys == ['["a","2026-12-01"]', '["a","2026-12-02"]']
+    text = feed.state.model_dump_json()
+    assert "\\u0000" not in text and all(c >= " " for c in text)
+
+
+def test_aggregate_state_saved_with_legacy_keys_still_loads_and_keeps_counting() -> None:
+    chain = compile_chain([{"type": "aggregate", "config": TWO_FIELDS}])
+    legacy = ChainState(steps={0: {"groups": {"sa\x00s2026-12-01": [["a", "2026-12-01"], [2, 5]]}}})
+    out = chain.process(
+        legacy, [Item(9, {"agent_id": "a", "date": "2026-12-01", "cost": 1}, T0)], T0
+    )
+    assert values(out) == [{"agent_id": "a", "date": "2026-12-01", "runs": 3, "cost": 6}]
+    assert list(out.state.steps[0]["groups"]) == ['["a","2026-12-01"]']
+
+
+def test_window_state_saved_with_legacy_keys_still_loads_and_closes_once() -> None:
+    window = {"type": "window", "config": {"type": "tumbling", "size": 60_000, **TWO_FIELDS}}
+    chain = compile_chain([window])
+    entry = [T0, T0 + 60_000, ["a", "2026-12-01"], [1, 5], 1, 1, T0]
+    legacy = ChainState(
+        steps={
+            0: {
+                "wm": T0,
+                "fired": None,
+                "open": {f"{T0}|sa\x00s2026-12-01": entry},
+                "due": T0 + 60_000,
+            }
+        }
+    )
+    out = chain.process(
+        legacy, [Item(2, {"agent_id": "a", "date": "2026-12-01", "cost": 2}, T0 + 1)], T0 + 1
+    )
+    assert out.outputs == [] and list(out.state.steps[0]["open"]) == [f'{T0}|["a","2026-12-01"]']
+    closed = chain.advance(out.state, T0 + 60_000)
+    assert values(closed) == [
+        {
+            "windowStart": ISO[0],
+            "windowEnd": ISO[60_000],
+            "agent_id": "a",
+            "date": "2026-12-01",
+            "runs": 2,
+            "cost": 7,
+        }
+    ]
+
+
+def test_sliding_and_session_windows_with_only_the_documented_fields_get_defaults() -> None:
+    docs_fields = {"size": 60_000, "aggregations": [{"field": "*", "function": "count"}]}
+    sliding = Feed([{"type": "window", "config": {"type": "sliding", **docs_fields}}])
+    sliding.push([{"x": 1}], T0 + 1_000)
+    out = sliding.flush()
+    # slide = size / 4: a record belongs to 4 windows, 15 s apart
+    assert [r["windowStart"] for r in values(out)] == [
+        "2025-11-24T15:59:15.000Z",
+        "2025-11-24T15:59:30.000Z",
+        "2025-11-24T15:59:45.000Z",
+        ISO[0],
+    ]
+    session = Feed([{"type": "window", "config": {"type": "session", **docs_fields}}])
+    session.push([{"x": 1}], T0)
+    session.push([{"x": 2}], T0 + 59_999)  # within gap = size of the first: same session
+    closed = session.push([{"x": 3}], T0 + 59_999 + 60_000)  # a full gap later: it closed
+    assert [(r["windowStart"], r["count"]) for r in values(closed)] == [(ISO[0], 2)]
+    assert [r["count"] for r in values(session.flush())] == [1]
+    assert session.chain.steps[0].gap == 60_000  # type: ignore[attr-defined]

@@ -2,8 +2,10 @@
 
 Its state — committed offset, transform-chain state, counters — IS the pipeline's checkpoint.
 Each loop iteration runs one `process_batch` activity (fetch after the committed offset,
-transform, deliver) whose RetryPolicy is the destination's `retryPolicy`; when retries run out
-the same batch is dead-lettered and the pipeline moves on. Items never enter history: only the
+transform, save the new state, deliver) whose RetryPolicy is the destination's `retryPolicy`;
+when retries run out, or a failure cannot be retried (a destination refusing the batch, a state
+the database refuses), the same batch is dead-lettered and the pipeline moves on. Every retry
+policy is bounded: when even dead-lettering fails, the pipeline ends `failed` with the error. Items never enter history: only the
 small state and counters do. Continue-as-new every `continue_every` batches carries the state.
 
 Controls: signals `pause`, `resume`, `stop`, `config_updated`; updates `create_checkpoint`
@@ -41,12 +43,18 @@ with workflow.unsafe.imports_passed_through():
 
 HEARTBEAT = timedelta(seconds=5)
 BATCH_TIMEOUT = timedelta(minutes=10)
-# Dead-lettering and bookkeeping only touch our own database: retry them until it is back.
+# Dead-lettering and bookkeeping only touch our own database: ride out an outage of a few
+# minutes (~5), then give up: the pipeline ends `failed` with the error, never a silent loop.
 INFRA_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=30,
 )
-# A config that no longer compiles, or a deleted pipeline: retrying cannot help.
-FATAL = ("ConfigError", "PipelineDeleted")
+# A config that no longer compiles, a deleted pipeline, a saved state that cannot be read:
+# retrying cannot help.
+FATAL = ("ConfigError", "PipelineDeleted", "BadState")
+# The batch's new state could not be saved: its items are parked, the previous state is kept.
+STATE_ERROR = "StateError"
 
 
 class PipelineFailed(Exception):
@@ -58,17 +66,21 @@ def _error_type(err: ActivityError) -> str | None:
     return cause.type if isinstance(cause, ApplicationError) else None
 
 
-def _failure(err: ActivityError) -> tuple[str, int | None]:
-    """The last attempt's error message and the batch's last offset (from its details)."""
+def _failure(err: ActivityError) -> tuple[str, int | None, dict[str, Any] | None]:
+    """The last attempt's error message, the batch's last offset and the outputs it delivered
+    (`{"k", "digest"}`), from its details."""
     cause = err.cause
     message = str(cause or err)
     last: int | None = None
+    delivered: dict[str, Any] | None = None
     if isinstance(cause, ApplicationError):
         message = cause.message
         if cause.details and isinstance(cause.details[0], dict):
             value = cause.details[0].get("lastOffset")
             last = int(value) if value is not None else None
-    return message, last
+            prefix = cause.details[0].get("delivered")
+            delivered = prefix if isinstance(prefix, dict) else None
+    return message, last, delivered
 
 
 @workflow.defn
@@ -155,7 +167,11 @@ class PipelineWorkflow:
         await workflow.execute_activity_method(
             PipelineActivities.set_status,
             SetStatusInput(
-                org_id=inp.org_id, pipeline_id=inp.pipeline_id, status="failed", error=error
+                org_id=inp.org_id,
+                pipeline_id=inp.pipeline_id,
+                status="failed",
+                error=error,
+                state=self._state,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=INFRA_RETRY,
@@ -193,8 +209,9 @@ class PipelineWorkflow:
         except ActivityError as err:
             if generation != self._generation:
                 return
-            message, last = _failure(err)
-            if _error_type(err) in FATAL:
+            message, last, delivered = _failure(err)
+            kind = _error_type(err)
+            if kind in FATAL:
                 raise PipelineFailed(message) from None
             self._last_error, self._last_error_ms = message, self._now_ms()
             try:
@@ -206,6 +223,8 @@ class PipelineWorkflow:
                             "through_offset": last,
                             "error": message,
                             "metrics": None,
+                            "failed_stage": "state" if kind == STATE_ERROR else "delivery",
+                            "delivered_prefix": delivered,
                         }
                     ),
                     start_to_close_timeout=BATCH_TIMEOUT,

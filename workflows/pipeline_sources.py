@@ -83,5 +83,6 @@ class PipelineScheduleTickWorkflow:
                 scheduled_at=when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             ),
             start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+            # bounded: a tick that cannot be taken for ~5 minutes fails (the next tick still runs)
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=30),
         )

@@ -740,13 +740,17 @@ async def list_dead_letters(
     if not include_replayed:
         query = query.where(col(PipelineDeadLetter.replayed_at).is_(None))
     rows = list(await session.exec(query.order_by(col(PipelineDeadLetter.id)).limit(limit)))
-    return {
-        "items": [
-            DeadLetterPublic.model_validate(r.model_dump()).model_dump(mode="json", by_alias=True)
-            for r in rows
-        ],
-        "nextAfter": rows[-1].id if rows else after,
-    }
+    items = []
+    for r in rows:
+        item = DeadLetterPublic.model_validate(r.model_dump()).model_dump(
+            mode="json", by_alias=True, exclude={"value"}
+        )
+        item["value"] = r.value  # as stored: may hold a lone surrogate (escaped below)
+        items.append(item)
+    body = {"items": items, "nextAfter": rows[-1].id if rows else after}
+    # Dead letters are often the items nothing else could take; ASCII JSON keeps every one of
+    # them readable (a lone surrogate cannot be encoded as UTF-8, its \u escape can).
+    return Response(json.dumps(body, ensure_ascii=True), media_type="application/json")  # type: ignore[return-value]
 
 
 @router.post("/pipelines/{pipeline_id}/dead-letters/replay")

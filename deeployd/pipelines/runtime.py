@@ -4,6 +4,7 @@ rolling metrics window. Pure pydantic, safe to import inside the workflow sandbo
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Literal
 
@@ -43,6 +44,77 @@ class PipelineState(BaseModel):
     chain_state_ref: int | None = None
     chain_version: int = 0  # the config_version chain_state belongs to
     counters: Counters = Field(default_factory=Counters)
+    # The chain state holds values PostgreSQL jsonb or Temporal's payloads cannot carry as they
+    # are (NUL, lone surrogates, non-finite numbers) and was escaped by `store_chain_state`.
+    chain_state_escaped: bool = False
+
+
+# --- a chain state every store accepts ------------------------------------------------------
+# Items may hold any JSON value, and stateful steps keep some of them (group values, min/max,
+# buffered batch items). jsonb refuses "\u0000" and lone surrogates, pydantic refuses lone
+# surrogates, jsonb refuses NaN/Infinity: such values are escaped into plain strings, reversibly.
+_STR_MARK = "\ue000"  # a private-use character: "<mark><JSON string body, ASCII>"
+_NUM_MARK = "\ue001"  # "<mark>inf", "<mark>-inf", "<mark>nan"
+_MARKS = (_STR_MARK, _NUM_MARK)
+
+
+def _storable_text(s: str) -> bool:
+    if "\x00" in s or s.startswith(_MARKS):
+        return False
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+def _escape(value: Any) -> Any:
+    t = type(value)
+    if t is str:
+        if _storable_text(value):
+            return value
+        return _STR_MARK + json.dumps(value, ensure_ascii=True)[1:-1]
+    if t is dict:
+        return {_escape(k) if type(k) is str else k: _escape(v) for k, v in value.items()}
+    if t is list:
+        return [_escape(v) for v in value]
+    if t is float and not math.isfinite(value):
+        return _NUM_MARK + ("nan" if value != value else "inf" if value > 0 else "-inf")
+    return value
+
+
+def _unescape(value: Any) -> Any:
+    t = type(value)
+    if t is str:
+        if value.startswith(_STR_MARK):
+            return json.loads('"' + value[1:] + '"')
+        if value.startswith(_NUM_MARK):
+            return float(value[1:])
+        return value
+    if t is dict:
+        return {_unescape(k): _unescape(v) for k, v in value.items()}
+    if t is list:
+        return [_unescape(v) for v in value]
+    return value
+
+
+def store_chain_state(chain_state: dict[str, Any]) -> tuple[dict[str, Any], bool, str]:
+    """(the state as stored, whether it was escaped, its JSON text). The common case costs one
+    `json.dumps` (the text is needed anyway to decide inline vs by reference)."""
+    try:
+        text = json.dumps(chain_state, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        if "\\u0000" not in text:
+            text.encode("utf-8")
+            return chain_state, False, text
+    except (ValueError, UnicodeEncodeError):
+        pass
+    escaped = _escape(chain_state)
+    return escaped, True, json.dumps(escaped, separators=(",", ":"), ensure_ascii=False)
+
+
+def load_chain_state(stored: dict[str, Any], escaped: bool) -> dict[str, Any]:
+    """The chain state `store_chain_state` stored."""
+    return _unescape(stored) if escaped else stored  # type: ignore[no-any-return]
 
 
 class RetrySpec(BaseModel):
@@ -131,6 +203,11 @@ class ProcessBatchInput(BaseModel):
     max_wait_ms: int = 1000
     through_offset: int | None = None  # dead_letter: the batch the failed attempts covered
     error: str | None = None  # dead_letter: why delivery gave up
+    # dead_letter: "state" when the batch's new state could not be saved (its items are parked
+    # and the previous state kept), else "delivery" (its outputs are parked)
+    failed_stage: Literal["delivery", "state"] = "delivery"
+    # dead_letter: {"k", "digest"} of the outputs the failed attempts delivered (not parked)
+    delivered_prefix: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None  # published on `pipeline:<id>` before the batch
     prune: bool = False  # also delete log items no longer needed (see PipelineActivities)
 
@@ -172,6 +249,9 @@ class SetStatusInput(BaseModel):
     pipeline_id: str
     status: str
     error: str | None = None
+    # `failed`: the workflow's own state, written back to the mirror (a batch that saved its
+    # state before a delivery that never completed must be processed again on the next start)
+    state: PipelineState | None = None
 
 
 class SaveStateInput(BaseModel):

@@ -12,7 +12,10 @@ from deeployd.pipelines.destinations.base import (
     Destination,
     destination_types,
     get_destination,
+    refuses_content,
     register_destination,
+    reject,
+    unstorable_reason,
 )
 
 BUILT_IN = (webhook, database, analytics, notification)
@@ -26,5 +29,8 @@ __all__ = [
     "Destination",
     "destination_types",
     "get_destination",
+    "refuses_content",
     "register_destination",
+    "reject",
+    "unstorable_reason",
 ]

@@ -13,6 +13,10 @@ Wire formats and limits (docs/pipeline-sources-and-destinations.md has the detai
 - amplitude: POST {baseUrl}/2/httpapi, `{"api_key", "events", "options"}`, <= 2000 events, 413 ->
              split and resend, 429 -> retry after 30 s, 400 -> drop the events it names, resend rest.
 - custom:    POST {url}, JSON array of normalised events, `Idempotency-Key` header.
+
+Per event: an event over the provider's size limit, an event Mixpanel or Amplitude names as
+invalid, or (Segment, custom) the one event a request refused with a final 4xx is isolated by
+halving the request: it goes to dead letters with the provider's answer, the rest is delivered.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from deeployd.pipelines.destinations.base import (
     Delivery,
     DeliveryContext,
     DeliveryError,
+    refuses_content,
     register_destination,
+    reject,
 )
 
 PROVIDERS = ("segment", "mixpanel", "amplitude", "custom")
@@ -317,9 +323,12 @@ def _size(obj: Any) -> int:
 
 
 def chunk(
-    provider: str, encoded: list[tuple[AnalyticsEvent, dict[str, Any]]]
+    provider: str,
+    encoded: list[tuple[AnalyticsEvent, dict[str, Any]]],
+    too_big: list[tuple[AnalyticsEvent, str]] | None = None,
 ) -> list[list[tuple[AnalyticsEvent, dict[str, Any]]]]:
-    """Split into requests that respect the provider's count and size limits."""
+    """Split into requests that respect the provider's count and size limits. An event over the
+    per-event limit goes to `too_big` with the reason (or fails the batch without it)."""
     max_events = MAX_EVENTS_PER_REQUEST[provider]
     max_bytes = SEGMENT_MAX_BATCH_BYTES - 1024 if provider == "segment" else MAX_BODY_BYTES
     chunks: list[list[tuple[AnalyticsEvent, dict[str, Any]]]] = []
@@ -329,11 +338,14 @@ def chunk(
         size = _size(body) + 1
         limit = SEGMENT_MAX_MESSAGE_BYTES if provider == "segment" else max_bytes
         if size > limit:
-            raise DeliveryError(
+            why = (
                 f"{provider}: the event for offsets {event.first_offset}-{event.last_offset} is "
-                f"{size} bytes, over the provider's limit of {limit} bytes per event",
-                retryable=False,
+                f"{size} bytes, over the provider's limit of {limit} bytes per event"
             )
+            if too_big is None:
+                raise DeliveryError(why, retryable=False)
+            too_big.append((event, why))
+            continue
         if current and (len(current) >= max_events or current_bytes + size > max_bytes):
             chunks.append(current)
             current, current_bytes = [], 0
@@ -457,8 +469,11 @@ class _Sender:
             )
         return DeliveryError(message, retryable=False)
 
-    async def send(self, chunk_: list[tuple[AnalyticsEvent, dict[str, Any]]]) -> list[str]:
-        """Send one chunk; returns descriptions of events the provider permanently refused."""
+    async def send(
+        self, chunk_: list[tuple[AnalyticsEvent, dict[str, Any]]]
+    ) -> list[tuple[AnalyticsEvent | None, str]]:
+        """Send one chunk; returns the events the provider permanently refused, with why (the
+        event is None when the provider did not say which one)."""
         first, last = chunk_[0][0].first_offset, chunk_[-1][0].last_offset
         response = await self.post([body for _, body in chunk_], first, last)
         status = response.status_code
@@ -471,30 +486,41 @@ class _Sender:
             return self._mixpanel_rejections(response, chunk_)
         if status == 400 and self.provider == "amplitude":
             return await self._amplitude_rejections(response, chunk_)
+        if refuses_content(status):
+            # Segment and custom receivers refuse a whole request for one bad event (nothing of
+            # it was ingested): halve it until the bad event stands alone.
+            if len(chunk_) > 1:
+                half = len(chunk_) // 2
+                return await self.send(chunk_[:half]) + await self.send(chunk_[half:])
+            event = chunk_[0][0]
+            return [
+                (event, f"{self.provider} answered HTTP {status}: {self._redact(response.text)}")
+            ]
         default = AMPLITUDE_THROTTLE_S if self.provider == "amplitude" and status == 429 else None
         raise self.fail(response, default)
 
     def _mixpanel_rejections(
         self, response: httpx.Response, chunk_: list[tuple[AnalyticsEvent, dict[str, Any]]]
-    ) -> list[str]:
+    ) -> list[tuple[AnalyticsEvent | None, str]]:
         # strict=1: valid records were imported; the failed ones will fail again on any retry.
         body = _json(response)
         failed = body.get("failed_records") if isinstance(body, dict) else None
         if not isinstance(failed, list) or not failed:
             raise self.fail(response)
-        out = []
+        out: list[tuple[AnalyticsEvent | None, str]] = []
         for record in failed:
             index = record.get("index")
             where = ""
+            event = None
             if isinstance(index, int) and 0 <= index < len(chunk_):
                 event = chunk_[index][0]
                 where = f"offsets {event.first_offset}-{event.last_offset}: "
-            out.append(f"{where}{record.get('field')}: {record.get('message')}")
+            out.append((event, f"{where}{record.get('field')}: {record.get('message')}"))
         return out
 
     async def _amplitude_rejections(
         self, response: httpx.Response, chunk_: list[tuple[AnalyticsEvent, dict[str, Any]]]
-    ) -> list[str]:
+    ) -> list[tuple[AnalyticsEvent | None, str]]:
         # Amplitude refuses the whole request but names the bad events by index: per its docs,
         # drop those and resend the rest (they were not ingested).
         body = _json(response)
@@ -515,8 +541,11 @@ class _Sender:
         if not bad:
             raise self.fail(response)
         rest = [entry for i, entry in enumerate(chunk_) if i not in bad]
-        refused = [
-            f"offsets {chunk_[i][0].first_offset}-{chunk_[i][0].last_offset}: {why}"
+        refused: list[tuple[AnalyticsEvent | None, str]] = [
+            (
+                chunk_[i][0],
+                f"offsets {chunk_[i][0].first_offset}-{chunk_[i][0].last_offset}: {why}",
+            )
             for i, why in sorted(bad.items())
         ]
         if rest:
@@ -560,17 +589,27 @@ class AnalyticsDestination:
         events = to_events(cfg, ctx.pipeline_id, name, items)
         encoder = ENCODERS[cfg.provider]
         sender = _Sender(ctx, cfg)
-        refused: list[str] = []
         by_event = {id(e): item for e, item in zip(events, items, strict=True)}
-        for part in chunk(cfg.provider, [(e, encoder(e)) for e in events]):
-            refused += await sender.send(part)
-            if ctx.progress is not None:
-                for event, _ in part:
-                    ctx.progress(by_event[id(event)])
-        if refused:
-            # The rest of the batch is delivered; these would be refused again on any retry.
+        too_big: list[tuple[AnalyticsEvent, str]] = []
+        unnamed: list[str] = []
+        parts = chunk(cfg.provider, [(e, encoder(e)) for e in events], too_big)
+        for event, why in too_big:
+            reject(ctx, delivery, by_event[id(event)], why)
+        for part in parts:
+            answer = await sender.send(part)
+            refused = {id(e): why for e, why in answer if e is not None}
+            unnamed += [why for e, why in answer if e is None]
+            for event, _ in part:
+                item = by_event[id(event)]
+                if id(event) in refused:
+                    # Refused for what it holds: any retry would be refused again.
+                    reject(ctx, delivery, item, refused[id(event)])
+                elif ctx.progress is not None:
+                    ctx.progress(item)
+        if unnamed:
+            # The provider refused events without saying which: the batch cannot be split.
             raise DeliveryError(
-                f"{cfg.provider} refused {len(refused)} event(s): " + "; ".join(refused[:5]),
+                f"{cfg.provider} refused {len(unnamed)} event(s): " + "; ".join(unnamed[:5]),
                 retryable=False,
             )
 

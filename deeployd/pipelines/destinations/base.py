@@ -53,17 +53,68 @@ class DeliveryContext:
 @dataclass
 class Delivery:
     items: list[OutItem] = field(default_factory=list)  # in offset order
+    # Items this destination cannot take (a value it cannot store, a refusal of that item alone),
+    # each with the reason: the caller dead-letters them and counts the rest as delivered.
+    rejected: list[tuple[OutItem, str]] = field(default_factory=list)
+
+
+def reject(ctx: DeliveryContext, delivery: Delivery, item: OutItem, reason: str) -> None:
+    """Record a per-item refusal; the item counts as done for a retried attempt (it would be
+    refused again), so the confirmed prefix can extend past it."""
+    delivery.rejected.append((item, reason))
+    if ctx.progress is not None:
+        ctx.progress(item)
+
+
+def unstorable_reason(value: Any) -> str | None:
+    """Why PostgreSQL cannot store this JSON value (text and jsonb refuse NUL characters and lone
+    surrogates), or None."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is str:
+            if "\x00" in v:
+                return "a string contains \\u0000 (NUL), which PostgreSQL cannot store"
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string contains a lone UTF-16 surrogate, which PostgreSQL cannot store"
+        elif t is dict:
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif t is list:
+            stack.extend(v)
+    return None
 
 
 class DeliveryError(Exception):
-    """Delivery failed. `retryable=False` sends the batch straight to dead letters."""
+    """Delivery failed. `retryable=False` sends the batch straight to dead letters.
+    `content_refused`: the receiver refused this request's content only (e.g. HTTP 400/422), so
+    a destination sending several items at once may split the request to find the bad item."""
 
     def __init__(
-        self, message: str, *, retryable: bool = True, retry_after_s: float | None = None
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_after_s: float | None = None,
+        content_refused: bool = False,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+        self.content_refused = content_refused
+
+
+# 4xx answers about the endpoint or the credentials, not about the content sent: retrying an item
+# on its own cannot help, so they fail the whole batch.
+ENDPOINT_STATUSES = frozenset({401, 402, 403, 404, 405, 407, 410, 421})
+
+
+def refuses_content(status: int) -> bool:
+    """A final 4xx that is about what was sent (400, 413, 415, 422, ...)."""
+    return 400 <= status < 500 and status not in (408, 429) and status not in ENDPOINT_STATUSES
 
 
 @runtime_checkable
@@ -103,5 +154,8 @@ __all__ = [
     "Destination",
     "destination_types",
     "get_destination",
+    "refuses_content",
     "register_destination",
+    "reject",
+    "unstorable_reason",
 ]

@@ -12,6 +12,11 @@ become its primary key); a table that already exists is kept as it is.
 Rows are built by PostgreSQL itself (`jsonb_populate_recordset(NULL::table, …)`), so JSON
 values are cast to the real column types. Upsert (`ON CONFLICT (conflictFields) DO UPDATE`)
 makes a redelivered batch idempotent: delivering the same outputs twice leaves the same rows.
+
+Per item: an output with a field the table lacks, or a string PostgreSQL cannot store (NUL, a
+lone surrogate), is refused before sending; a value the database refuses (a failed cast, a
+constraint) is found by halving the batch. Refused items go to dead letters with the reason;
+the rest of the batch is written.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -32,9 +37,14 @@ from deeployd.pipelines.destinations.base import (
     DeliveryContext,
     DeliveryError,
     register_destination,
+    reject,
+    unstorable_reason,
 )
 from deeployd.pipelines.destinations.webhook import validate_retry_policy
 from deeployd.secretstore import SECRET_REF
+
+if TYPE_CHECKING:
+    from deeployd.pipelines.transforms import OutItem
 
 OPERATIONS = ("insert", "upsert", "update")
 _KEYS = {
@@ -301,59 +311,110 @@ class DatabaseDestination:
             raise DeliveryError(f"table {schema}.{table} does not exist", retryable=False)
         operation = config.get("operation", "insert")
         fields: list[str] = list(config.get("conflictFields") or [])
-        rows = [item.value for item in delivery.items]
+        # Items the table cannot take are set aside before anything is sent, so one bad item
+        # never holds up the others of its batch.
+        batch: list[tuple[OutItem, dict[str, Any]]] = []
+        for item in delivery.items:
+            row = item.value
+            unknown = sorted(n for n in row if n not in columns)
+            why = (
+                f"{table} has no column(s) {', '.join(unknown)}"
+                if unknown
+                else unstorable_reason(row)
+            )
+            if why is not None:
+                reject(ctx, delivery, item, why)
+            else:
+                batch.append((item, row))
         if operation != "insert":
             # One statement cannot touch a row twice: keep the latest output per key.
-            latest: dict[tuple[Any, ...], dict[str, Any]] = {}
-            for row in rows:
-                latest[tuple(json.dumps(row.get(f), default=str) for f in fields)] = row
-            rows = list(latest.values())
-        names: list[str] = []
-        for row in rows:
-            for name in row:
-                if name not in names:
-                    names.append(name)
-        unknown = [n for n in names if n not in columns]
-        if unknown:
-            raise DeliveryError(
-                f"{table} has no column(s) {', '.join(sorted(unknown))}", retryable=False
-            )
-        target = sql.Identifier(schema, table)
-        cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-        payload = json.dumps(rows, separators=(",", ":"), default=str)
-        if operation == "update":
-            updates = [n for n in names if n not in fields] or names
-            statement = sql.SQL(
-                "UPDATE {t} AS t SET {sets} FROM jsonb_populate_recordset(NULL::{t}, %s::jsonb) "
-                "AS v WHERE {match}"
-            ).format(
-                t=target,
+            latest: dict[tuple[Any, ...], tuple[OutItem, dict[str, Any]]] = {}
+            for item, row in batch:
+                latest[tuple(json.dumps(row.get(f), default=str) for f in fields)] = (item, row)
+            batch = list(latest.values())
+        if not batch:
+            return
+        try:  # the common case: one statement, no savepoint
+            await conn.execute(_statement(schema, table, operation, fields, batch), (_rows(batch),))
+        except (psycopg.DataError, psycopg.IntegrityError):
+            await conn.rollback()  # nothing of it was written; now find the refused rows
+            await self._write_rows(conn, schema, table, operation, fields, batch, ctx, delivery)
+
+    async def _write_rows(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        schema: str,
+        table: str,
+        operation: str,
+        fields: list[str],
+        batch: list[tuple[OutItem, dict[str, Any]]],
+        ctx: DeliveryContext,
+        delivery: Delivery,
+    ) -> None:
+        """One statement for the whole batch; when the database refuses a value (a type it cannot
+        cast, a constraint), halve the batch until the refused rows are found (log2(n) extra
+        statements per bad row), so every other row is still written."""
+        statement = _statement(schema, table, operation, fields, batch)
+        try:
+            async with conn.transaction():  # each part commits (or fails) on its own
+                await conn.execute(statement, (_rows(batch),))
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            if len(batch) == 1:
+                reject(ctx, delivery, batch[0][0], f"database rejected the row: {exc}")
+                return
+            half = len(batch) // 2
+            for part in (batch[:half], batch[half:]):
+                await self._write_rows(conn, schema, table, operation, fields, part, ctx, delivery)
+
+
+def _rows(batch: list[tuple[OutItem, dict[str, Any]]]) -> str:
+    return json.dumps([row for _, row in batch], separators=(",", ":"), default=str)
+
+
+def _statement(
+    schema: str,
+    table: str,
+    operation: str,
+    fields: list[str],
+    batch: list[tuple[OutItem, dict[str, Any]]],
+) -> sql.Composed:
+    names: list[str] = []
+    for _, row in batch:
+        for name in row:
+            if name not in names:
+                names.append(name)
+    target = sql.Identifier(schema, table)
+    cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    if operation == "update":
+        updates = [n for n in names if n not in fields] or names
+        return sql.SQL(
+            "UPDATE {t} AS t SET {sets} FROM jsonb_populate_recordset(NULL::{t}, %s::jsonb) "
+            "AS v WHERE {match}"
+        ).format(
+            t=target,
+            sets=sql.SQL(", ").join(
+                sql.SQL("{c} = v.{c}").format(c=sql.Identifier(n)) for n in updates
+            ),
+            match=sql.SQL(" AND ").join(
+                sql.SQL("t.{c} = v.{c}").format(c=sql.Identifier(f)) for f in fields
+            ),
+        )
+    statement = sql.SQL(
+        "INSERT INTO {t} ({cols}) SELECT {cols} FROM jsonb_populate_recordset(NULL::{t}, %s::jsonb)"
+    ).format(t=target, cols=cols)
+    if operation == "upsert":
+        updates = [n for n in names if n not in fields]
+        conflict = sql.SQL(", ").join(sql.Identifier(f) for f in fields)
+        if updates:
+            statement += sql.SQL(" ON CONFLICT ({k}) DO UPDATE SET {sets}").format(
+                k=conflict,
                 sets=sql.SQL(", ").join(
-                    sql.SQL("{c} = v.{c}").format(c=sql.Identifier(n)) for n in updates
-                ),
-                match=sql.SQL(" AND ").join(
-                    sql.SQL("t.{c} = v.{c}").format(c=sql.Identifier(f)) for f in fields
+                    sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(n)) for n in updates
                 ),
             )
         else:
-            statement = sql.SQL(
-                "INSERT INTO {t} ({cols}) SELECT {cols} "
-                "FROM jsonb_populate_recordset(NULL::{t}, %s::jsonb)"
-            ).format(t=target, cols=cols)
-            if operation == "upsert":
-                updates = [n for n in names if n not in fields]
-                conflict = sql.SQL(", ").join(sql.Identifier(f) for f in fields)
-                if updates:
-                    statement += sql.SQL(" ON CONFLICT ({k}) DO UPDATE SET {sets}").format(
-                        k=conflict,
-                        sets=sql.SQL(", ").join(
-                            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(n))
-                            for n in updates
-                        ),
-                    )
-                else:
-                    statement += sql.SQL(" ON CONFLICT ({k}) DO NOTHING").format(k=conflict)
-        await conn.execute(statement, (payload,))
+            statement += sql.SQL(" ON CONFLICT ({k}) DO NOTHING").format(k=conflict)
+    return statement
 
 
 async def _check_dsn_host(dsn: str, allow_private: bool) -> None:

@@ -32,7 +32,9 @@ from deeployd.pipelines.destinations.base import (
     Delivery,
     DeliveryContext,
     DeliveryError,
+    refuses_content,
     register_destination,
+    reject,
 )
 
 CHANNELS = ("slack", "webhook")
@@ -175,25 +177,52 @@ class NotificationDestination:
         except UnsafeURLError as exc:
             raise DeliveryError(f"notification: {exc}", retryable=False) from None
         for start, end in pack(lines, cfg.max_messages):
-            text = _clip("\n".join(lines[start:end]))
-            if slack:
-                body: dict[str, Any] = {"text": text}
-                headers = {"Content-Type": "application/json"}
-            else:
-                group = [i.value for i in items[start:end]]
-                body = (
-                    {"text": text, "item": group[0]}
-                    if len(group) == 1
-                    else {
-                        "text": text,
-                        "items": group,
-                    }
-                )
-                headers = {"Content-Type": "application/json", **(cfg.headers or {})}
+            await self._send(ctx, cfg, delivery, items, lines, start, end)
+
+    async def _send(
+        self,
+        ctx: DeliveryContext,
+        cfg: NotificationConfig,
+        delivery: Delivery,
+        items: list[Any],
+        lines: list[str],
+        start: int,
+        end: int,
+    ) -> None:
+        """Post items[start:end] as one message; when the receiver refuses its content (a final
+        4xx such as Slack's 400 `no_text`), halve the message until the refused item stands
+        alone: it goes to dead letters, the other items are posted."""
+        slack = cfg.channel == "slack"
+        text = _clip("\n".join(lines[start:end]))
+        if slack:
+            body: dict[str, Any] = {"text": text}
+            headers = {"Content-Type": "application/json"}
+        else:
+            group = [i.value for i in items[start:end]]
+            body = (
+                {"text": text, "item": group[0]}
+                if len(group) == 1
+                else {
+                    "text": text,
+                    "items": group,
+                }
+            )
+            headers = {"Content-Type": "application/json", **(cfg.headers or {})}
+        try:
             await self._post(ctx, cfg, body, headers)
-            if ctx.progress is not None:
-                for item in items[start:end]:
-                    ctx.progress(item)
+        except DeliveryError as exc:
+            if not exc.content_refused:
+                raise
+            if end - start == 1:
+                reject(ctx, delivery, items[start], str(exc))
+                return
+            middle = (start + end) // 2
+            await self._send(ctx, cfg, delivery, items, lines, start, middle)
+            await self._send(ctx, cfg, delivery, items, lines, middle, end)
+            return
+        if ctx.progress is not None:
+            for item in items[start:end]:
+                ctx.progress(item)
 
     async def _post(
         self,
@@ -222,7 +251,7 @@ class NotificationDestination:
         message = f"{cfg.channel} answered HTTP {status}: {detail}"
         if status in (408, 429) or status >= 500:
             raise DeliveryError(message, retryable=True, retry_after_s=retry_after(response))
-        raise DeliveryError(message, retryable=False)
+        raise DeliveryError(message, retryable=False, content_refused=refuses_content(status))
 
 
 register_destination(NotificationDestination())

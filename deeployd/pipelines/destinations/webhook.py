@@ -3,7 +3,9 @@
 Each request carries `webhook-id` = `<pipelineId>-<firstOffset>-<lastOffset>`, stable across
 retries and replays, so a receiver can deduplicate; with `signingSecret` it also carries
 Standard Webhooks signature headers. 2xx is success; 408, 429, 5xx and network errors are
-retried per the pipeline's `retryPolicy` (honouring `Retry-After`); any other 4xx is final.
+retried per the pipeline's `retryPolicy` (honouring `Retry-After`); a 4xx about the endpoint or
+the credentials (401, 403, 404, ...) fails the batch; any other 4xx (400, 413, 422, ...) refuses
+that item alone: it goes to dead letters with the answer, the rest of the batch is delivered.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from deeployd.pipelines.destinations.base import (
     Delivery,
     DeliveryContext,
     DeliveryError,
+    refuses_content,
     register_destination,
+    reject,
 )
 from deeployd.pipelines.signing import signed_headers
 from deeployd.secretstore import SECRET_REF
@@ -127,6 +131,10 @@ class WebhookDestination:
             except httpx.HTTPError as exc:
                 raise DeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
             status = response.status_code
+            if status >= 300 and refuses_content(status):
+                # One request per item: the receiver refused this item, not the others.
+                reject(ctx, delivery, item, f"{method} {url} answered HTTP {status}")
+                continue
             if status >= 300:
                 retryable = status in (408, 429) or status >= 500
                 raise DeliveryError(

@@ -58,12 +58,17 @@ class AggregateStep(Step):
         self.max_groups = cfg.maxGroups
         self.stateful = self.mode == "running"
 
-    # state (running mode): {"groups": {group_key: [group_values, accumulators]}}
+    # state (running mode): {"groups": {group_key: [group_values, accumulators]}, "keys": "json"}
+    # ("keys" marks JSON group keys; states saved before it use legacy keys, re-keyed on load)
     def initial(self) -> Any:
-        return {"groups": {}}
+        return {"groups": {}, "keys": "json"}
 
     def load(self, raw: Any) -> Any:
-        return {"groups": dict(raw["groups"])}  # group entries are copied when first touched
+        groups = raw["groups"]
+        if raw.get("keys") != "json":
+            key = self.aggs.group_key
+            return {"groups": {key(e[0]): e for e in groups.values()}, "keys": "json"}
+        return {"groups": dict(groups), "keys": "json"}  # entries are copied when first touched
 
     def process(self, st: Any, recs: list[Record], ctx: RunCtx) -> list[Record]:
         if self.mode == "running":

