@@ -8,20 +8,36 @@ to live delivery with no gap and no duplicate.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Header, Query
 from fastapi.exceptions import RequestValidationError
 from psycopg_pool import AsyncConnectionPool
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Message, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from deeployd import metrics
 from deeployd.eventlog import EventBus, EventFilter, StoredEvent, Subscription, replay
 
+log = logging.getLogger(__name__)
+
 _FRAMES_PER_SEND = 256
+# How often an open stream re-checks that its API key is still valid.
+KEY_RECHECK_SECONDS = 2.0
+UNAUTHORIZED_FRAME = {
+    "type": "error",
+    "code": "unauthorized",
+    "message": "the API key was revoked",
+}
+
+# `await key_check(key_id)`: is this API key still valid?
+KeyCheck = Callable[[str], Awaitable[bool]]
 
 
 def encode_frame(event: StoredEvent) -> bytes:
@@ -73,6 +89,62 @@ class _EventSourceResponse(EventSourceResponse):
         else:
             await super()._send_with_timeout(send, message)
 
+    key_check: KeyCheck | None = None
+    recheck_seconds: float = KEY_RECHECK_SECONDS
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The principal the auth dependency stored on the request (`request.state.principal`).
+        principal = scope.get("state", {}).get("principal")
+        key_id = getattr(principal, "key_id", None)
+        if self.key_check is not None and key_id:
+            self.body_iterator = until_revoked(
+                self.body_iterator, key_id, self.key_check, self.recheck_seconds
+            )
+        await super().__call__(scope, receive, send)
+
+
+async def until_revoked(
+    frames: AsyncIterable[Any], key_id: str, key_check: KeyCheck, every: float
+) -> AsyncIterator[Any]:
+    """`frames`, until the key is revoked: then one `unauthorized` error frame (no id) and the end.
+
+    The key is re-checked every `every` seconds, also while the stream is idle.
+    """
+    iterator = aiter(frames)
+    pending: asyncio.Future[Any] | None = None
+    next_check = time.monotonic() + every
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=max(0.0, next_check - time.monotonic()))
+            if done:
+                try:
+                    frame = pending.result()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    pending = None
+                yield frame
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + every
+                try:
+                    valid = await key_check(key_id)
+                except Exception:  # the database is down: keep streaming, check again later
+                    log.warning("sse: cannot re-check key %s", key_id, exc_info=True)
+                    valid = True
+                if not valid:
+                    yield encode_control(UNAUTHORIZED_FRAME)
+                    return
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            await closer()
+
 
 class EventStreamer:
     """Builds resumable SSE responses over the process's event bus."""
@@ -84,11 +156,24 @@ class EventStreamer:
         *,
         ping_seconds: float = 15.0,
         retry_ms: int = 3000,
+        key_check: KeyCheck | None = None,
+        recheck_seconds: float = KEY_RECHECK_SECONDS,
     ) -> None:
         self.bus = bus
         self.pool = pool
         self.ping_seconds = ping_seconds
         self.retry_ms = retry_ms
+        self.key_check = key_check
+        self.recheck_seconds = recheck_seconds
+
+    def sse(
+        self, frames: AsyncIterator[Any], *, headers: dict[str, str] | None = None
+    ) -> EventSourceResponse:
+        """An SSE response over `frames`; it ends when the caller's API key is revoked."""
+        response = _EventSourceResponse(frames, ping=self.ping_seconds, headers=headers)
+        response.key_check = self.key_check
+        response.recheck_seconds = self.recheck_seconds
+        return response
 
     def response(
         self,
@@ -99,10 +184,8 @@ class EventStreamer:
         headers: dict[str, str] | None = None,
     ) -> EventSourceResponse:
         """`resume_after=None` streams live events only; an id replays everything after it."""
-        return _EventSourceResponse(
-            self.frames(flt, resume_after=resume_after, stop_when=stop_when),
-            ping=self.ping_seconds,
-            headers=headers,
+        return self.sse(
+            self.frames(flt, resume_after=resume_after, stop_when=stop_when), headers=headers
         )
 
     async def frames(

@@ -219,4 +219,4 @@ async def stream_task(
         ):
             yield frame
 
-    return EventSourceResponse(frames(), ping=streamer.ping_seconds)
+    return streamer.sse(frames())
