@@ -17,6 +17,10 @@ import httpx
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
 
 from deeployd import tenantdb
 from deeployd.db import Database
@@ -97,6 +101,37 @@ async def test_the_operator_key_never_reaches_a_tenant_model_endpoint(
         assert events[-1][1]["type"] == "done", events[-1]
     assert [r.headers["authorization"] for r in own_fake.requests] == ["Bearer sk-tenant"]
     assert all(OPERATOR_KEY not in json.dumps(r.headers) for r in own_fake.requests)
+
+
+async def test_a_model_endpoint_cannot_redirect_the_worker_elsewhere(
+    api: RunningApi, org: Org, worker: Services
+) -> None:
+    async with FakeOpenAI(api_key="sk-tenant") as target:
+
+        async def redirect(request: Request) -> Response:
+            return RedirectResponse(f"{target.url}/chat/completions", status_code=307)
+
+        app = Starlette(routes=[Route("/v1/chat/completions", redirect, methods=["POST"])])
+        async with (
+            serve(app) as redirector,
+            httpx.AsyncClient(base_url=api.url, headers=auth(org)) as http,
+        ):
+            await http.post("/api/secrets", json={"name": "OWN_KEY", "value": "sk-tenant"})
+            agent = await create_agent(
+                http,
+                org,
+                {
+                    "name": "redirected",
+                    "provider": "openai",
+                    "model": "gpt-4o-mini",
+                    "baseUrl": f"{redirector}/v1",
+                    "apiKey": "${secrets.OWN_KEY}",
+                },
+            )
+            conversation = await create_conversation(http, org, agent["id"])
+            events = await send_streaming(http, org, conversation, "hello")
+            assert events[-1][1]["type"] == "error", events[-1]
+    assert target.requests == []
 
 
 async def test_the_platform_openai_key_goes_to_openai_speech_only() -> None:
