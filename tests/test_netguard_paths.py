@@ -167,6 +167,43 @@ async def test_http_request_tool() -> None:
             await run_tool("http_request", {"url": url(form, "/x")}, tool_context())
 
 
+async def test_http_request_tool_checks_every_redirect_hop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first hop is a public address, reached through a local HTTP proxy (httpx honours
+    HTTP_PROXY) that answers with a redirect to an embedded private address: the tool refuses
+    the second hop, which would otherwise have gone through the same proxy."""
+    requests: list[str] = []
+    location = {"value": ""}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        requests.append(head.split(b"\r\n", 1)[0].decode())
+        writer.write(
+            b"HTTP/1.1 302 Found\r\nLocation: "
+            + location["value"].encode()
+            + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        writer.close()
+
+    proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{port}")
+    try:
+        for form in FORMS.values():
+            location["value"] = url(form, "/second")
+            before = len(requests)
+            with pytest.raises(ToolError, match="non-public"):
+                await run_tool("http_request", {"url": "http://8.8.8.8/first"}, tool_context())
+            assert requests[before:] == ["GET http://8.8.8.8/first HTTP/1.1"]
+    finally:
+        proxy.close()
+
+
 async def test_call_agent_tool() -> None:
     for form in FORMS.values():
         with pytest.raises(ToolError, match="agentUrl refused"):
