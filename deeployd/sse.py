@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Header, Query
@@ -103,13 +103,15 @@ class _EventSourceResponse(EventSourceResponse):
         await super().__call__(scope, receive, send)
 
 
-async def until_revoked(
-    frames: AsyncIterable[Any], key_id: str, key_check: KeyCheck, every: float
-) -> AsyncIterator[Any]:
-    """`frames`, until the key is revoked: then one `unauthorized` error frame (no id) and the end.
+class KeyRevoked(Exception):
+    """The API key a stream was opened with has been revoked."""
 
-    The key is re-checked every `every` seconds, also while the stream is idle.
-    """
+
+async def revocable(
+    frames: AsyncIterable[Any], key_id: str, key_check: KeyCheck, every: float
+) -> AsyncGenerator[Any]:
+    """`frames`, re-checking the key every `every` seconds (also while the stream is idle);
+    raises KeyRevoked once it is revoked."""
     iterator = aiter(frames)
     pending: asyncio.Future[Any] | None = None
     next_check = time.monotonic() + every
@@ -134,8 +136,7 @@ async def until_revoked(
                     log.warning("sse: cannot re-check key %s", key_id, exc_info=True)
                     valid = True
                 if not valid:
-                    yield encode_control(UNAUTHORIZED_FRAME)
-                    return
+                    raise KeyRevoked(key_id)
     finally:
         if pending is not None:
             pending.cancel()
@@ -144,6 +145,18 @@ async def until_revoked(
         closer = getattr(iterator, "aclose", None)
         if closer is not None:
             await closer()
+
+
+async def until_revoked(
+    frames: AsyncIterable[Any], key_id: str, key_check: KeyCheck, every: float
+) -> AsyncIterator[Any]:
+    """`frames`, until the key is revoked: then one `unauthorized` error frame (no id) and the end."""
+    try:
+        async with contextlib.aclosing(revocable(frames, key_id, key_check, every)) as checked:
+            async for frame in checked:
+                yield frame
+    except KeyRevoked:
+        yield encode_control(UNAUTHORIZED_FRAME)
 
 
 class EventStreamer:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from a2a.types.a2a_pb2 import Message, Part, Role, SendMessageRequest
 from psycopg.conninfo import conninfo_to_dict
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,12 +33,19 @@ from deeployd.services import Services
 from deeployd.settings import Settings
 from deeployd.sse import UNAUTHORIZED_FRAME
 from deeployd.voice.providers import OpenAISpeech, ProviderError
-from tests.agent_support import auth, create_agent, create_conversation, send_streaming
+from tests.agent_support import (
+    auth,
+    create_agent,
+    create_conversation,
+    scripted_agent,
+    send_streaming,
+)
 from tests.conftest import Org, RunningApi, make_org
 from tests.fakes import serve
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.openai_speech_server import FakeSpeech
 from tests.pipeline_helpers import create_table, eventually, query
+from tests.test_a2a_protocol import a2a_client, describe
 
 OPERATOR_KEY = "sk-operator-platform-key"
 
@@ -439,3 +447,27 @@ async def test_revoking_a_key_ends_its_open_stream(
                 publisher.cancel()
     assert frames[-1] == (None, UNAUTHORIZED_FRAME)
     assert all(data["type"] == "tick" and event_id for event_id, data in frames[:-1])
+
+
+async def test_revoking_a_key_ends_its_open_a2a_stream(
+    api: RunningApi, org: Org, worker: Services
+) -> None:
+    async with httpx.AsyncClient(base_url=api.url, headers=auth(org)) as http:
+        # A long answer: the task is still working when the key is revoked.
+        script = [{"text": " ".join(f"word{i}" for i in range(300))}]
+        agent = await create_agent(http, org, scripted_agent(script, token_delay_ms=100))
+        created = (await http.post("/api/keys", json={"name": "a2a", "scopes": ["write"]})).json()
+        seen: list[tuple[str, Any]] = []
+        request = SendMessageRequest(
+            message=Message(
+                message_id=str(uuid.uuid4()), role=Role.ROLE_USER, parts=[Part(text="go")]
+            )
+        )
+        async with a2a_client(api.url, created["key"], agent["id"]) as client:
+            with pytest.raises(Exception, match="revoked"):
+                async for response in client.send_message(request):
+                    seen.append(describe(response))
+                    if len(seen) == 1:
+                        revoked = await http.delete(f"/api/keys/{created['id']}")
+                        assert revoked.status_code == 204
+    assert seen and ("status", "completed") not in seen
