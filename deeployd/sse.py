@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -110,38 +109,50 @@ class KeyRevoked(Exception):
 async def revocable(
     frames: AsyncIterable[Any], key_id: str, key_check: KeyCheck, every: float
 ) -> AsyncGenerator[Any]:
-    """`frames`, re-checking the key every `every` seconds (also while the stream is idle);
-    raises KeyRevoked once it is revoked."""
-    iterator = aiter(frames)
-    pending: asyncio.Future[Any] | None = None
-    next_check = time.monotonic() + every
-    try:
+    """`frames`, while the key stays valid; raises KeyRevoked once it is revoked.
+
+    A watcher task re-checks the key every `every` seconds, so an idle stream notices too, and
+    nothing is added per frame (the hot path of a busy fan-out). When the key is revoked while
+    this generator waits for the next frame, the watcher interrupts that wait (a cancellation
+    this generator takes back); otherwise the flag is seen before the next frame is awaited.
+    """
+    task = asyncio.current_task()
+    state = {"waiting": False, "revoked": False}
+
+    async def watch() -> None:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({pending}, timeout=max(0.0, next_check - time.monotonic()))
-            if done:
-                try:
-                    frame = pending.result()
-                except StopAsyncIteration:
-                    return
-                finally:
-                    pending = None
-                yield frame
-            if time.monotonic() >= next_check:
-                next_check = time.monotonic() + every
-                try:
-                    valid = await key_check(key_id)
-                except Exception:  # the database is down: keep streaming, check again later
-                    log.warning("sse: cannot re-check key %s", key_id, exc_info=True)
-                    valid = True
-                if not valid:
-                    raise KeyRevoked(key_id)
+            await asyncio.sleep(every)
+            try:
+                valid = await key_check(key_id)
+            except Exception:  # the database is down: keep streaming, check again later
+                log.warning("sse: cannot re-check key %s", key_id, exc_info=True)
+                continue
+            if not valid:
+                state["revoked"] = True
+                if state["waiting"] and task is not None:
+                    task.cancel()
+                return
+
+    watcher = asyncio.create_task(watch())
+    iterator = aiter(frames)
+    try:
+        while not state["revoked"]:
+            state["waiting"] = True
+            try:
+                frame = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except asyncio.CancelledError:
+                # Ours (the key was revoked) unless someone else cancelled the task as well.
+                if not state["revoked"] or task is None or task.uncancel() > 0:
+                    raise
+                break
+            finally:
+                state["waiting"] = False
+            yield frame
+        raise KeyRevoked(key_id)
     finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
+        watcher.cancel()
         closer = getattr(iterator, "aclose", None)
         if closer is not None:
             await closer()

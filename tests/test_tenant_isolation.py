@@ -409,8 +409,9 @@ async def test_a_dsn_naming_the_platform_address_is_refused() -> None:
 # --- revoked keys and open streams ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("busy", [True, False], ids=["busy stream", "idle stream"])
 async def test_revoking_a_key_ends_its_open_stream(
-    api: RunningApi, org: Org, worker: Services
+    api: RunningApi, org: Org, worker: Services, busy: bool
 ) -> None:
     async with httpx.AsyncClient(base_url=api.url, headers=auth(org)) as http:
         created = (await http.post("/api/keys", json={"name": "viewer", "scopes": ["read"]})).json()
@@ -438,6 +439,8 @@ async def test_revoking_a_key_ends_its_open_stream(
                 while True:
                     await worker.publisher.publish(org.id, stream, "tick", {"n": n})
                     n += 1
+                    if not busy:
+                        return  # one event, then silence: the stream waits when revoked
                     await asyncio.sleep(0.05)
 
             publisher = asyncio.create_task(keep_publishing())
