@@ -175,6 +175,13 @@ async def check_dsn(dsn: str, *, allow_private: bool, platform_url: str | None) 
     params["hostaddr"] = ",".join(pinned)
     params["port"] = ",".join(out_ports)
     params["passfile"] = os.devnull  # never ~/.pgpass of the worker
+    # Never the worker's own Kerberos/SSPI identity (its credential cache) either.
+    params["gssencmode"] = "disable"
+    if psycopg.pq.version() >= 160000:
+        required = str(params.get("require_auth") or "")
+        if "gss" in required or "sspi" in required:
+            raise UnsafeDSNError("GSSAPI/SSPI authentication is not allowed")
+        params.setdefault("require_auth", "!gss,!sspi")
     params.setdefault("connect_timeout", str(_CONNECT_TIMEOUT_S))
     return make_conninfo("", **params)
 

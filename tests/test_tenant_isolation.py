@@ -380,6 +380,7 @@ async def test_connection_errors_do_not_reveal_whether_a_port_answers(
         ("host=127.0.0.1 sslkey=/etc/ssl/private/key.pem", "'sslkey' parameter"),
         ("postgresql://127.0.0.1/x?sslrootcert=/etc/x", "'sslrootcert' parameter"),
         ("host=127.0.0.1 dbname='host=/tmp'", "dbname"),
+        ("host=127.0.0.1 require_auth=gss", "GSSAPI"),
         ("not a dsn at all", "not a valid PostgreSQL connection string"),
     ],
 )
