@@ -39,10 +39,23 @@ def _quote(name: str) -> str:
 def upgrade() -> None:
     conn = op.get_bind()
     conn.execute(text("SELECT pg_advisory_xact_lock(7265008)"))
-    # Nobody but the platform creates objects in `public` (the PostgreSQL 15+ default).
-    conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+    # Nobody but the platform creates objects in `public` (the PostgreSQL 15+ default); only
+    # the schema's owner may say so.
+    owns_public = conn.execute(
+        text(
+            "SELECT pg_has_role(current_user, nspowner, 'USAGE') FROM pg_namespace "
+            "WHERE nspname = 'public'"
+        )
+    ).scalar()
+    if owns_public:
+        conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
     conn.execute(text("ALTER FUNCTION deeployd_cdc_capture() SECURITY DEFINER"))
     conn.execute(text("REVOKE EXECUTE ON FUNCTION deeployd_cdc_capture() FROM PUBLIC"))
+    may_create_roles = conn.execute(
+        text("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")
+    ).scalar()
+    if not may_create_roles:
+        return  # each organisation's first database write creates its role (and says why not)
     for (org_id,) in conn.execute(text("SELECT id FROM organizations")).fetchall():
         safe = re.sub(r"[^a-z0-9_]", "_", str(org_id).lower())
         schema = _quote("pipeline_" + safe)
