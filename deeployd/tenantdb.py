@@ -182,7 +182,11 @@ async def check_dsn(dsn: str, *, allow_private: bool, platform_url: str | None) 
         if "gss" in required or "sspi" in required:
             raise UnsafeDSNError("GSSAPI/SSPI authentication is not allowed")
         params.setdefault("require_auth", "!gss,!sspi")
-    params.setdefault("connect_timeout", str(_CONNECT_TIMEOUT_S))
+    try:
+        timeout = int(str(params.get("connect_timeout") or _CONNECT_TIMEOUT_S))
+    except ValueError:
+        raise UnsafeDSNError("connect_timeout must be a number of seconds") from None
+    params["connect_timeout"] = str(min(max(timeout, 1), _CONNECT_TIMEOUT_S))  # bounded wait
     return make_conninfo("", **params)
 
 
