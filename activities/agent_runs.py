@@ -35,6 +35,8 @@ from deeployd.agents.providers import (
     UsageReport,
     default_api_key,
     get_provider,
+    has_platform_key,
+    is_platform_endpoint,
 )
 from deeployd.agents.providers.base import estimate_tokens
 from deeployd.agents.service import TERMINAL
@@ -528,8 +530,16 @@ class AgentRunActivities:
             except MissingSecretError as exc:
                 raise _non_retryable(str(exc), "missing_secret") from None
             api_key = str(resolved)
+        elif has_platform_key(agent["provider"]) and not is_platform_endpoint(
+            agent["provider"], agent["base_url"]
+        ):
+            # Never send the platform's key to a URL a tenant chose (agents stored before
+            # this rule was validated on create/update).
+            raise _non_retryable(
+                "an agent with a custom baseUrl needs its own apiKey (${secrets.NAME})", "auth"
+            )
         else:
-            api_key = default_api_key(agent["provider"], settings)
+            api_key = default_api_key(agent["provider"], settings, agent["base_url"])
         if agent["base_url"]:
             try:
                 await check_outbound_url(

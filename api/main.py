@@ -31,7 +31,7 @@ from api.routes import (
 )
 from deeployd import temporal
 from deeployd.logging import configure_logging
-from deeployd.orgs import KeyAuthenticator
+from deeployd.orgs import KeyAuthenticator, KeyLiveness
 from deeployd.pipelines.sources import api_event as api_event_source
 from deeployd.services import Services
 from deeployd.settings import Settings, get_settings
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.db.pool,
             ping_seconds=settings.sse_ping_seconds,
             retry_ms=settings.sse_retry_ms,
+            key_check=KeyLiveness(services.db.pool),
         )
         try:
             yield

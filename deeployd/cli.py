@@ -96,10 +96,21 @@ async def _bootstrap_key(settings: Settings, key_file: Path) -> str:
     return key
 
 
+def private_urls_notice(allowed: bool, raw: str | None) -> str:
+    """The banner line saying whether outbound calls may reach private addresses, and why."""
+    if raw is None:
+        why = "DEEPLOYD_ALLOW_PRIVATE_URLS unset: the dev default; set it to false to refuse them"
+    else:
+        why = f"DEEPLOYD_ALLOW_PRIVATE_URLS={raw}"
+    state = "allowed" if allowed else "refused"
+    return f"  Private URLs   {state} ({why})\n"
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     configure_logging("WARNING", json_lines=False)
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    private_urls_env = os.environ.get("DEEPLOYD_ALLOW_PRIVATE_URLS")
     env: dict[str, str] = {
         "DEEPLOYD_DATA_DIR": str(data_dir),
         "DEEPLOYD_ALLOW_PRIVATE_URLS": os.environ.get("DEEPLOYD_ALLOW_PRIVATE_URLS", "true"),
@@ -170,7 +181,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             f"  OpenAPI docs   {api_url}/docs\n"
             f"  Temporal UI    {ui_url}\n"
             f"  API key        {api_key}\n"
-            "\nPress Ctrl-C to stop everything.\n",
+            + private_urls_notice(settings.allow_private_urls, private_urls_env)
+            + "\nPress Ctrl-C to stop everything.\n",
             flush=True,
         )
         while not stopping:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -100,6 +101,32 @@ class KeyAuthenticator:
             self._cache.clear()
         self._cache[digest] = (now + self._ttl, principal)
         return principal
+
+
+class KeyLiveness:
+    """Is an API key (by id) still valid? For open streams, which re-check it every few
+    seconds: one query per key per `ttl_seconds`, however many streams it holds open."""
+
+    def __init__(self, pool: Any, ttl_seconds: float = 1.0) -> None:
+        self._pool = pool
+        self._ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, bool]] = {}
+
+    async def __call__(self, key_id: str) -> bool:
+        now = time.monotonic()
+        cached = self._cache.get(key_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT revoked_at IS NULL FROM api_keys WHERE id = %s", (key_id,)
+            )
+            row = await cursor.fetchone()
+        valid = bool(row and row[0])
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key_id] = (now + self._ttl, valid)
+        return valid
 
 
 async def bootstrap(

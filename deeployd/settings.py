@@ -80,7 +80,19 @@ class Settings(BaseSettings):
     )
     openai_tts_api_key: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("DEEPLOYD_OPENAI_TTS_API_KEY", "OPENAI_API_KEY"),
+        validation_alias=AliasChoices("DEEPLOYD_OPENAI_TTS_API_KEY"),
+        description="Key for openai_tts_base_url; unset: the platform's OPENAI_API_KEY, only "
+        "when the base URL is OpenAI's own",
+    )
+
+    # The platform's provider keys: sent only to the providers' own endpoints, never to a
+    # `baseUrl` a tenant chose (an agent with one brings its own `${secrets.…}` key).
+    openai_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "DEEPLOYD_OPENAI_API_KEY")
+    )
+    anthropic_api_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANTHROPIC_API_KEY", "DEEPLOYD_ANTHROPIC_API_KEY"),
     )
     openai_tts_model: str = "tts-1"
     openai_tts_pcm_rate: int = Field(

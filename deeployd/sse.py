@@ -9,21 +9,36 @@ answered 204 (see `deeployd.sse_ended`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Header, Query
 from fastapi.exceptions import RequestValidationError
 from psycopg_pool import AsyncConnectionPool
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Message, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from deeployd import metrics
 from deeployd.eventlog import EventBus, EventFilter, StoredEvent, Subscription, replay
 from deeployd.sse_ended import EndedStreams
 
+log = logging.getLogger(__name__)
+
 _FRAMES_PER_SEND = 256
+# How often an open stream re-checks that its API key is still valid.
+KEY_RECHECK_SECONDS = 2.0
+UNAUTHORIZED_FRAME = {
+    "type": "error",
+    "code": "unauthorized",
+    "message": "the API key was revoked",
+}
+
+# `await key_check(key_id)`: is this API key still valid?
+KeyCheck = Callable[[str], Awaitable[bool]]
 
 
 def encode_frame(event: StoredEvent) -> bytes:
@@ -75,6 +90,87 @@ class _EventSourceResponse(EventSourceResponse):
         else:
             await super()._send_with_timeout(send, message)
 
+    key_check: KeyCheck | None = None
+    recheck_seconds: float = KEY_RECHECK_SECONDS
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The principal the auth dependency stored on the request (`request.state.principal`).
+        principal = scope.get("state", {}).get("principal")
+        key_id = getattr(principal, "key_id", None)
+        if self.key_check is not None and key_id:
+            self.body_iterator = until_revoked(
+                self.body_iterator, key_id, self.key_check, self.recheck_seconds
+            )
+        await super().__call__(scope, receive, send)
+
+
+class KeyRevoked(Exception):
+    """The API key a stream was opened with has been revoked."""
+
+
+async def revocable(
+    frames: AsyncIterable[Any], key_id: str, key_check: KeyCheck, every: float
+) -> AsyncGenerator[Any]:
+    """`frames`, while the key stays valid; raises KeyRevoked once it is revoked.
+
+    A watcher task re-checks the key every `every` seconds, so an idle stream notices too, and
+    nothing is added per frame (the hot path of a busy fan-out). When the key is revoked while
+    this generator waits for the next frame, the watcher interrupts that wait (a cancellation
+    this generator takes back); otherwise the flag is seen before the next frame is awaited.
+    """
+    task = asyncio.current_task()
+    state = {"waiting": False, "revoked": False}
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                valid = await key_check(key_id)
+            except Exception:  # the database is down: keep streaming, check again later
+                log.warning("sse: cannot re-check key %s", key_id, exc_info=True)
+                continue
+            if not valid:
+                state["revoked"] = True
+                if state["waiting"] and task is not None:
+                    task.cancel()
+                return
+
+    watcher = asyncio.create_task(watch())
+    iterator = aiter(frames)
+    try:
+        while not state["revoked"]:
+            state["waiting"] = True
+            try:
+                frame = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except asyncio.CancelledError:
+                # Ours (the key was revoked) unless someone else cancelled the task as well.
+                if not state["revoked"] or task is None or task.uncancel() > 0:
+                    raise
+                break
+            finally:
+                state["waiting"] = False
+            yield frame
+        raise KeyRevoked(key_id)
+    finally:
+        watcher.cancel()
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+async def until_revoked(
+    frames: AsyncIterable[Any], key_id: str, key_check: KeyCheck, every: float
+) -> AsyncIterator[Any]:
+    """`frames`, until the key is revoked: then one `unauthorized` error frame (no id) and the end."""
+    try:
+        async with contextlib.aclosing(revocable(frames, key_id, key_check, every)) as checked:
+            async for frame in checked:
+                yield frame
+    except KeyRevoked:
+        yield encode_control(UNAUTHORIZED_FRAME)
+
 
 class EventStreamer:
     """Builds resumable SSE responses over the process's event bus."""
@@ -86,6 +182,8 @@ class EventStreamer:
         *,
         ping_seconds: float = 15.0,
         retry_ms: int = 3000,
+        key_check: KeyCheck | None = None,
+        recheck_seconds: float = KEY_RECHECK_SECONDS,
     ) -> None:
         self.bus = bus
         self.pool = pool
@@ -93,6 +191,17 @@ class EventStreamer:
         self.retry_ms = retry_ms
         # Who was already sent the end of which finished stream (answers their reconnects 204).
         self.ended = EndedStreams()
+        self.key_check = key_check
+        self.recheck_seconds = recheck_seconds
+
+    def sse(
+        self, frames: AsyncIterator[Any], *, headers: dict[str, str] | None = None
+    ) -> EventSourceResponse:
+        """An SSE response over `frames`; it ends when the caller's API key is revoked."""
+        response = _EventSourceResponse(frames, ping=self.ping_seconds, headers=headers)
+        response.key_check = self.key_check
+        response.recheck_seconds = self.recheck_seconds
+        return response
 
     def response(
         self,
@@ -103,10 +212,8 @@ class EventStreamer:
         headers: dict[str, str] | None = None,
     ) -> EventSourceResponse:
         """`resume_after=None` streams live events only; an id replays everything after it."""
-        return _EventSourceResponse(
-            self.frames(flt, resume_after=resume_after, stop_when=stop_when),
-            ping=self.ping_seconds,
-            headers=headers,
+        return self.sse(
+            self.frames(flt, resume_after=resume_after, stop_when=stop_when), headers=headers
         )
 
     async def frames(

@@ -72,6 +72,18 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
 
 
 @pytest.fixture(scope="session")
+def external_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second PostgreSQL server on loopback TCP (not the platform's): its DSN."""
+    from tests.external_postgres import ExternalPostgres
+
+    server = ExternalPostgres(tmp_path_factory.mktemp("external-pg") / "data")
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 async def temporal_client(base_settings: Settings) -> TemporalClient:
     client = await temporal.connect(base_settings)
     await temporal.ensure_search_attributes(client)

@@ -20,6 +20,7 @@ KEY = "dk_test-bootstrap-key-0123456789abcdef"
 def start_dev(data_dir: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[str], list[str]]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")}
     env["DEEPLOYD_BOOTSTRAP_API_KEY"] = KEY
+    env.pop("DEEPLOYD_ALLOW_PRIVATE_URLS", None)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -74,6 +75,7 @@ def test_dev_starts_everything_prints_urls_and_stops_cleanly(tmp_path: Path) -> 
         assert f"http://localhost:{ports['api']}/docs" in text
         assert f"http://localhost:{ports['ui']}" in text
         assert KEY in text
+        assert "Private URLs   allowed (DEEPLOYD_ALLOW_PRIVATE_URLS unset" in text
         api = f"http://127.0.0.1:{ports['api']}"
         auth = {"Authorization": f"Bearer {KEY}"}
         assert httpx.get(f"{api}/healthz").json()["status"] == "ok"
@@ -98,3 +100,10 @@ def test_dev_starts_everything_prints_urls_and_stops_cleanly(tmp_path: Path) -> 
     finally:
         assert stop_with_ctrl_c(process) == 0
     assert not any(listening(p) for p in ports.values())
+
+
+def test_the_private_urls_notice_says_what_is_allowed_and_why() -> None:
+    from deeployd.cli import private_urls_notice
+
+    assert "allowed (DEEPLOYD_ALLOW_PRIVATE_URLS unset" in private_urls_notice(True, None)
+    assert "refused (DEEPLOYD_ALLOW_PRIVATE_URLS=false)" in private_urls_notice(False, "false")

@@ -165,13 +165,12 @@ async def test_a_table_in_another_database_via_a_connection_secret(
     sink: str,
     settings,
     temporal_client: TemporalClient,
+    external_postgres: str,
 ) -> None:
-    # "Another database" is reached through a DSN stored as a secret; the embedded server
-    # plays that database here, with the table in a schema of its own.
+    # "Another database" is a second PostgreSQL server on loopback TCP, reached through a DSN
+    # stored as a secret (the platform's own database is refused, see test_tenant_isolation).
     schema = f"ext_{org.id.split('_')[-1]}"
-    async with await psycopg.AsyncConnection.connect(
-        settings.database_url, autocommit=True
-    ) as conn:
+    async with await psycopg.AsyncConnection.connect(external_postgres, autocommit=True) as conn:
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         await conn.execute(f'CREATE TABLE "{schema}".things (id int PRIMARY KEY, name text)')
     async with (
@@ -179,7 +178,7 @@ async def test_a_table_in_another_database_via_a_connection_secret(
         httpx.AsyncClient(base_url=api.url, headers=auth(org.admin_key)) as http,
     ):
         response = await http.post(
-            "/api/secrets", json={"name": "REPLICA_DSN", "value": settings.database_url}
+            "/api/secrets", json={"name": "REPLICA_DSN", "value": external_postgres}
         )
         assert response.status_code == 201, response.text
         pipeline_id = await create_pipeline(
@@ -194,7 +193,7 @@ async def test_a_table_in_another_database_via_a_connection_secret(
             sink_destination(sink),
         )
         async with await psycopg.AsyncConnection.connect(
-            settings.database_url, autocommit=True
+            external_postgres, autocommit=True
         ) as conn:
             await conn.execute(f"INSERT INTO \"{schema}\".things VALUES (1, 'a')")
             await conn.execute(f"UPDATE \"{schema}\".things SET name = 'b'")
@@ -207,7 +206,14 @@ async def test_a_table_in_another_database_via_a_connection_secret(
         # Stopping waits for the pipeline to flush (up to 20 s by design).
         response = await http.post(f"/api/streaming/pipelines/{pipeline_id}/stop", timeout=30)
         assert response.status_code == 200, response.text
-        assert await triggers_on(settings, schema, "things") == []
+    async with await psycopg.AsyncConnection.connect(external_postgres, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = 'things' AND NOT t.tgisinternal",
+            (schema,),
+        )
+        assert await cursor.fetchone() == (0,)
 
 
 async def test_clean_up_drops_orphaned_triggers_and_undrainable_changes(

@@ -430,16 +430,18 @@ async def test_a_partial_batch_is_delivered_when_its_timeout_fires_on_an_idle_pi
 
 
 async def test_database_destination_through_a_connection_secret_and_bad_rows_to_dead_letters(
-    api: RunningApi, org: Org, worker: Services
+    api: RunningApi, org: Org, worker: Services, external_postgres: str
 ) -> None:
+    # Another PostgreSQL server, on loopback TCP (the platform's own database is refused).
+    external = api.settings.model_copy(update={"database_url": external_postgres})
     schema = f"ext_{org.id.split('_')[1]}"
-    await query(api.settings, f'CREATE SCHEMA "{schema}"')
+    await query(external, f'CREATE SCHEMA "{schema}"')
     await query(
-        api.settings,
+        external,
         f'CREATE TABLE "{schema}".events (id int PRIMARY KEY, name text NOT NULL) ',
     )
     async with httpx.AsyncClient(base_url=api.url, headers=auth(org.admin_key)) as http:
-        dsn = api.settings.require_database_url()
+        dsn = external_postgres
         assert (
             await http.post("/api/secrets", json={"name": "EXT_DSN", "value": dsn})
         ).status_code == 201
@@ -481,7 +483,7 @@ async def test_database_destination_through_a_connection_secret_and_bad_rows_to_
     [letter] = dead.json()["items"]
     assert letter["value"] == {"id": 3, "colour": "red"}
     assert "no column(s) colour" in letter["error"]
-    rows = await query(api.settings, f'SELECT id, name FROM "{schema}".events ORDER BY id')
+    rows = await query(external, f'SELECT id, name FROM "{schema}".events ORDER BY id')
     assert rows == [(1, "a"), (2, "b")]
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 
 from api.deps import (
     CurrentPrincipal,
@@ -227,4 +227,4 @@ async def stream_task(
         ):
             yield frame
 
-    return EventSourceResponse(frames(), ping=streamer.ping_seconds, headers=tracker.headers())
+    return streamer.sse(frames(), headers=tracker.headers())

@@ -110,6 +110,7 @@ async def create_pipeline(
         allow_private_urls=services.settings.allow_private_urls,
     )
     await source_hooks.check_source(services, principal.org_id, data["source"])
+    await source_hooks.check_destination(services, principal.org_id, data["destination"])
     row = Pipeline(
         id=new_id("pl"),
         org_id=principal.org_id,
@@ -184,6 +185,7 @@ async def update_pipeline(
         allow_private_urls=services.settings.allow_private_urls,
     )
     await source_hooks.check_source(services, principal.org_id, data["source"])
+    await source_hooks.check_destination(services, principal.org_id, data["destination"])
     old_source = dict(row.source)
     row.name = body.name
     row.source, row.transforms = data["source"], data["transforms"]

@@ -25,6 +25,7 @@ from deeployd.voice.providers import (
     ProviderError,
     SentenceSynthesizer,
     openai_voices,
+    speech_api_key,
     stream_through,
 )
 from deeployd.voice.runs import RunText, find_run
@@ -268,7 +269,7 @@ async def list_voices(principal: CurrentPrincipal, services: ServicesDep) -> dic
             {
                 "name": "openai",
                 "engine": "OpenAI-compatible /v1/audio/speech",
-                "available": bool(settings.openai_tts_api_key)
+                "available": bool(speech_api_key(settings))
                 or settings.openai_tts_base_url.rstrip("/") != "https://api.openai.com/v1",
                 "baseUrl": settings.openai_tts_base_url,
                 "model": settings.openai_tts_model,

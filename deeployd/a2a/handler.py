@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from a2a.server.context import ServerCallContext
@@ -39,6 +39,7 @@ from a2a.utils.errors import (
     ExtendedAgentCardNotConfiguredError,
     InternalError,
     InvalidParamsError,
+    InvalidRequestError,
     TaskNotCancelableError,
     TaskNotFoundError,
     UnsupportedOperationError,
@@ -52,7 +53,9 @@ from deeployd.a2a import service, store
 from deeployd.a2a.stores import PostgresPushConfigStore, PostgresTaskStore, agent_of, org_of
 from deeployd.models.a2a import TERMINAL_STATES
 from deeployd.netguard import UnsafeURLError, check_outbound_url
+from deeployd.orgs import KeyLiveness
 from deeployd.services import Services
+from deeployd.sse import KEY_RECHECK_SECONDS, KeyRevoked, revocable
 from deeployd.storable import find_unstorable
 
 # A blocking SendMessage answers at the latest after this long (with the task as it is then).
@@ -64,6 +67,7 @@ MAX_MESSAGE_BYTES = 1_000_000
 class DeeploydRequestHandler(RequestHandler):
     def __init__(self, get_services: Callable[[], Services]) -> None:
         self._get_services = get_services
+        self._key_check: KeyLiveness | None = None
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -167,14 +171,27 @@ class DeeploydRequestHandler(RequestHandler):
         await PostgresPushConfigStore(self.services).set_info(task_id, stored, context)
 
     async def _updates(
-        self, org_id: str, task_id: str, after: int
+        self, org_id: str, task_id: str, after: int, key_id: str | None = None
     ) -> AsyncGenerator[tuple[str, dict[str, Any]]]:
-        """The task's events after `after`, until a terminal or interrupted status update."""
-        async for event in service.tail(self.services, org_id, task_id, after=after):
-            data = event.data()
-            yield event.type, data
-            if tev.ends_stream(event.type, data):
-                return
+        """The task's events after `after`, until a terminal or interrupted status update; a
+        stream opened with `key_id` ends with an error once that key is revoked."""
+        events: AsyncIterator[Any] = service.tail(self.services, org_id, task_id, after=after)
+        if key_id:
+            if self._key_check is None:
+                self._key_check = KeyLiveness(self.services.db.pool)
+            events = revocable(events, key_id, self._key_check, KEY_RECHECK_SECONDS)
+        try:
+            async for event in events:
+                data = event.data()
+                yield event.type, data
+                if tev.ends_stream(event.type, data):
+                    return
+        except KeyRevoked:
+            raise InvalidRequestError(message="the API key was revoked") from None
+        finally:
+            closer = getattr(events, "aclose", None)
+            if closer is not None:
+                await closer()
 
     def _task(self, row: dict[str, Any], config: Any = None) -> Task:
         return apply_history_length(store.row_to_task(row), config)
@@ -200,7 +217,8 @@ class DeeploydRequestHandler(RequestHandler):
         org_id = org_of(context)
         row, cursor = await self._submit(params, context)
         yield self._task(await self._row(row["id"], context), params.configuration)
-        async for event_type, data in self._updates(org_id, row["id"], cursor):
+        key_id = context.state.get("key_id")
+        async for event_type, data in self._updates(org_id, row["id"], cursor, key_id):
             event = tev.to_a2a(event_type, data)
             if event is not None:
                 yield event
@@ -216,7 +234,8 @@ class DeeploydRequestHandler(RequestHandler):
                 message=f"Task {params.id} is in terminal state: {row['state']}"
             )
         yield self._task(row)
-        async for event_type, data in self._updates(org_id, params.id, cursor):
+        key_id = context.state.get("key_id")
+        async for event_type, data in self._updates(org_id, params.id, cursor, key_id):
             event = tev.to_a2a(event_type, data)
             if event is not None:
                 yield event

@@ -57,6 +57,7 @@ class _ContextBuilder(DefaultServerCallContextBuilder):
         context = super().build(request)
         principal: Principal = request.scope[PRINCIPAL_KEY]
         context.state["org_id"] = principal.org_id
+        context.state["key_id"] = principal.key_id
         context.state["agent_id"] = request.scope[AGENT_KEY]["id"]
         return context
 

@@ -55,7 +55,7 @@ def workflow_id(run_id: str) -> str:
 
 def validate_agent(fields: dict[str, Any]) -> None:
     """Check provider, tools, approvals, key reference, base URL and provider options."""
-    from deeployd.agents.providers import get_provider
+    from deeployd.agents.providers import get_provider, has_platform_key, is_platform_endpoint
     from deeployd.agents.tools import get_tool
 
     errors: list[dict[str, Any]] = []
@@ -93,6 +93,17 @@ def validate_agent(fields: dict[str, Any]) -> None:
             check_url_syntax(base_url)
         except UnsafeURLError as exc:
             bad(("baseUrl",), str(exc))
+    if (
+        provider is not None
+        and api_key is None
+        and has_platform_key(provider)
+        and not is_platform_endpoint(provider, base_url)
+    ):
+        bad(
+            ("apiKey",),
+            "an agent with a custom baseUrl must bring its own key: a ${secrets.NAME} "
+            "reference (the platform's provider keys go only to the provider's own endpoint)",
+        )
     options = fields.get("provider_options") or {}
     if len(json.dumps(options)) > MAX_PROVIDER_OPTIONS_BYTES:
         bad(("providerOptions",), f"must be at most {MAX_PROVIDER_OPTIONS_BYTES} bytes of JSON")

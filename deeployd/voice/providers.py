@@ -59,6 +59,19 @@ def openai_voices(settings: Settings) -> list[str]:
     return list(dict.fromkeys([*FAMILIAR_VOICES, *extra]))
 
 
+OPENAI_SPEECH_BASE_URL = "https://api.openai.com/v1"
+
+
+def speech_api_key(settings: Settings) -> str | None:
+    """The key for the speech endpoint: DEEPLOYD_OPENAI_TTS_API_KEY (meant for whatever base URL
+    is configured), else the platform's OPENAI_API_KEY, but only for OpenAI's own endpoint."""
+    if settings.openai_tts_api_key:
+        return settings.openai_tts_api_key
+    if settings.openai_tts_base_url.rstrip("/") == OPENAI_SPEECH_BASE_URL:
+        return settings.openai_api_key or None
+    return None
+
+
 class OpenAISpeech:
     """Client of an OpenAI-compatible speech endpoint; the body streams back as it is produced."""
 
@@ -67,7 +80,7 @@ class OpenAISpeech:
         self.url = settings.openai_tts_base_url.rstrip("/") + "/audio/speech"
 
     def _headers(self) -> dict[str, str]:
-        key = self.settings.openai_tts_api_key
+        key = speech_api_key(self.settings)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def open_stream(

@@ -35,8 +35,14 @@ _PROVIDERS: dict[str, ModelProvider] = {
     p.name: p for p in (OpenAIProvider(), AnthropicProvider(), ScriptedProvider())
 }
 
-# Where each provider takes its API key from when the agent names none.
+# Where each provider takes the platform's API key from when the agent names none.
 _ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+_SETTINGS_KEYS = {"openai": "openai_api_key", "anthropic": "anthropic_api_key"}
+# The platform's own endpoints: the only URLs a platform key is ever sent to.
+PLATFORM_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
 
 
 def get_provider(name: str) -> ModelProvider:
@@ -58,15 +64,29 @@ def provider_names() -> list[str]:
     return sorted(_PROVIDERS)
 
 
-def default_api_key(provider: str, settings: Any = None) -> str | None:
-    """The key to use when the agent configures none: OPENAI_API_KEY / ANTHROPIC_API_KEY.
+def has_platform_key(provider: str) -> bool:
+    """Providers the platform may hold a key for (OPENAI_API_KEY / ANTHROPIC_API_KEY)."""
+    return provider in _ENV_KEYS
 
-    `settings` is accepted for symmetry with the rest of the code base (a future per-deployment
-    key would live there); today only the environment is consulted.
-    """
+
+def is_platform_endpoint(provider: str, base_url: str | None) -> bool:
+    """True when `base_url` is the provider's own public endpoint (unset, or spelled out)."""
+    if not base_url:
+        return True
+    default = PLATFORM_BASE_URLS.get(provider)
+    return default is not None and base_url.rstrip("/") == default
+
+
+def default_api_key(provider: str, settings: Any = None, base_url: str | None = None) -> str | None:
+    """The platform's key for an agent that configures none: `settings.openai_api_key` /
+    `settings.anthropic_api_key` (OPENAI_API_KEY / ANTHROPIC_API_KEY), the environment
+    without settings. Only for the platform's own endpoint: never for a `base_url` a tenant
+    chose (None then)."""
     variable = _ENV_KEYS.get(provider)
-    if variable is None:
+    if variable is None or not is_platform_endpoint(provider, base_url):
         return None
+    if settings is not None and hasattr(settings, _SETTINGS_KEYS[provider]):
+        return getattr(settings, _SETTINGS_KEYS[provider]) or None
     return os.environ.get(variable) or None
 
 
@@ -74,6 +94,7 @@ __all__ = [
     "DEMO_APPROVAL_REQUIRED",
     "DEMO_SCRIPT",
     "DEMO_TOOLS",
+    "PLATFORM_BASE_URLS",
     "AnthropicProvider",
     "ChatMessage",
     "ModelProvider",
@@ -89,6 +110,8 @@ __all__ = [
     "UsageReport",
     "default_api_key",
     "get_provider",
+    "has_platform_key",
+    "is_platform_endpoint",
     "provider_names",
     "register_provider",
 ]

@@ -117,6 +117,8 @@ class AnthropicProvider:
             base_url=request.base_url,
             max_retries=0,
             timeout=float(request.options.get("timeoutSeconds") or DEFAULT_TIMEOUT_S),
+            # The checked baseUrl is the only host called: a redirect is an error, not a new hop.
+            http_client=anthropic.DefaultAsyncHttpxClient(follow_redirects=False),
         )
         tool_blocks: dict[int, dict[str, Any]] = {}  # index -> {id, name, parts}
         buffered = 0

@@ -153,6 +153,8 @@ class OpenAIProvider:
             base_url=request.base_url,
             max_retries=0,
             timeout=float(request.options.get("timeoutSeconds") or DEFAULT_TIMEOUT_S),
+            # The checked baseUrl is the only host called: a redirect is an error, not a new hop.
+            http_client=openai.DefaultAsyncHttpxClient(follow_redirects=False),
         )
         pending: dict[int, _PendingCall] = {}
         buffered = 0

@@ -2,8 +2,10 @@
 
 Default target is the platform database, confined to the organisation's own schema
 (`org_schema(org_id)`, e.g. `pipeline_org_0123abcd`) so a pipeline can never write platform
-tables or another organisation's data. `connection: "${secrets.DSN}"` targets any other
-PostgreSQL database instead (resolved in the worker; its host passes the netguard check).
+tables or another organisation's data: the table name is one identifier in that schema, and the
+write runs as the organisation's role (`deeployd.tenantdb.org_transaction`), which has rights on
+that schema only. `connection: "${secrets.DSN}"` targets any other PostgreSQL database instead
+(resolved in the worker and checked by `deeployd.tenantdb.connect_external` before connecting).
 
 `createTable: true` with `columns` (name → type from COLUMN_TYPES) creates the table in the
 organisation's schema when the pipeline is created or updated (an upsert's `conflictFields`
@@ -28,9 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
-from deeployd import netguard
+from deeployd import tenantdb
 from deeployd.pipelines.destinations.base import (
     ConfigError,
     Delivery,
@@ -88,7 +89,7 @@ _COLUMN_TTL_S = 30.0
 
 def org_schema(org_id: str) -> str:
     """The platform-database schema an organisation's pipelines may write to."""
-    return "pipeline_" + re.sub(r"[^a-z0-9_]", "_", org_id.lower())
+    return tenantdb.org_schema(org_id)
 
 
 def _split_table(config: dict[str, Any], org_id: str) -> tuple[str, str]:
@@ -100,9 +101,12 @@ def _split_table(config: dict[str, Any], org_id: str) -> tuple[str, str]:
 
 
 async def table_columns(conn: psycopg.AsyncConnection[Any], schema: str, table: str) -> set[str]:
+    # The catalog, not information_schema: a table the role may not write yet still shows its
+    # columns, and the write answers "permission denied" (which re-applies the grants).
     cursor = await conn.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = %s AND table_name = %s",
+        "SELECT a.attname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s "
+        "AND c.relkind IN ('r', 'p', 'v', 'f') AND a.attnum > 0 AND NOT a.attisdropped",
         (schema, table),
     )
     return {row[0] for row in await cursor.fetchall()}
@@ -280,12 +284,25 @@ class DatabaseDestination:
         try:
             if config.get("connection"):
                 dsn = config["connection"]
-                await _check_dsn_host(dsn, ctx.settings.allow_private_urls)
-                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                async with tenantdb.connect_external(
+                    dsn,
+                    allow_private=ctx.settings.allow_private_urls,
+                    platform_url=ctx.settings.database_url,
+                    platform_pool=ctx.db.pool,
+                ) as conn:
                     await self._write(conn, ctx, dsn, delivery)
             else:
                 async with ctx.db.pool.connection() as conn:
-                    await self._write(conn, ctx, "platform", delivery)
+                    try:
+                        async with tenantdb.org_transaction(conn, ctx.org_id):
+                            await self._write(conn, ctx, "platform", delivery)
+                    except psycopg.errors.InsufficientPrivilege:
+                        # A table created by another role since the grants: grant and retry once.
+                        tenantdb.forget_org_role(ctx.org_id)
+                        async with tenantdb.org_transaction(conn, ctx.org_id):
+                            await self._write(conn, ctx, "platform", delivery)
+        except tenantdb.UnsafeDSNError as exc:
+            raise DeliveryError(f"connection refused: {exc}", retryable=False) from None
         except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError) as exc:
             raise DeliveryError(f"database rejected the rows: {exc}", retryable=False) from None
         except psycopg.Error as exc:
@@ -415,26 +432,6 @@ def _statement(
         else:
             statement += sql.SQL(" ON CONFLICT ({k}) DO NOTHING").format(k=conflict)
     return statement
-
-
-async def _check_dsn_host(dsn: str, allow_private: bool) -> None:
-    try:
-        info = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
-        raise DeliveryError(
-            f"connection secret is not a valid DSN: {exc}", retryable=False
-        ) from None
-    hosts = str(info.get("host") or "localhost").split(",")
-    port = str(info.get("port") or "5432").split(",")[0]
-    for host in hosts:
-        if host.startswith("/"):
-            if not allow_private:
-                raise DeliveryError("unix-socket connections are not allowed", retryable=False)
-            continue
-        try:
-            await netguard.check_outbound_url(f"http://{host}:{port}/", allow_private=allow_private)
-        except netguard.UnsafeURLError as exc:
-            raise DeliveryError(f"refused database host: {exc}", retryable=False) from None
 
 
 register_destination(DatabaseDestination())

@@ -14,7 +14,9 @@ How it works:
 Where: by default the platform database, confined (like the `database` destination) to the
 organisation's own schema `pipeline_<orgId>` — a pipeline can never watch platform tables or
 another organisation's data. `connection: "${secrets.DSN}"` watches any other PostgreSQL database
-instead (`schema.table` allowed); the role in that DSN needs CREATE on the schema (for the change
+instead (`schema.table` allowed; the DSN is checked by `deeployd.tenantdb` before any connection:
+no unix sockets, no local-file parameters, every host through the address guard, never the
+platform's own database); the role in that DSN needs CREATE on the schema (for the change
 table and function) and ownership of — or TRIGGER privilege on — the table.
 """
 
@@ -22,16 +24,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, field_validator
 
-from deeployd import netguard
+from deeployd import tenantdb
 from deeployd.pipelines.destinations.base import ConfigError
 from deeployd.pipelines.sources.common import SourceModel, parse_source
 from deeployd.secretstore import SECRET_REF
@@ -154,25 +156,34 @@ async def resolve_target(services: Any, org_id: str, source: dict[str, Any]) -> 
         dsn = str(await store.resolve(org_id, connection))
     except MissingSecretError as exc:
         raise ConfigError(("connection",), str(exc)) from None
-    await check_dsn_host(dsn, services.settings.allow_private_urls)
+    await check_dsn_host(dsn, services.settings.allow_private_urls, services.settings.database_url)
     return Target(dsn)
 
 
-async def check_dsn_host(dsn: str, allow_private: bool) -> None:
+async def check_dsn_host(dsn: str, allow_private: bool, platform_url: str | None = None) -> str:
+    """The checked connection string to use for `dsn` (ConfigError loc ("connection",))."""
     try:
-        info = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
-        raise ConfigError(("connection",), f"not a valid DSN: {exc}") from None
-    port = str(info.get("port") or "5432").split(",")[0]
-    for host in str(info.get("host") or "localhost").split(","):
-        if host.startswith("/"):
-            if not allow_private:
-                raise ConfigError(("connection",), "unix-socket connections are not allowed")
-            continue
-        try:
-            await netguard.check_outbound_url(f"http://{host}:{port}/", allow_private=allow_private)
-        except netguard.UnsafeURLError as exc:
-            raise ConfigError(("connection",), f"refused database host: {exc}") from None
+        return await tenantdb.check_dsn(dsn, allow_private=allow_private, platform_url=platform_url)
+    except tenantdb.UnsafeDSNError as exc:
+        raise ConfigError(("connection",), f"refused: {exc}") from None
+
+
+@asynccontextmanager
+async def external_connection(
+    services: Any, target: Target
+) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A connection to a `connection` source's database (checked again, and after connecting)."""
+    assert target.dsn is not None
+    try:
+        async with tenantdb.connect_external(
+            target.dsn,
+            allow_private=services.settings.allow_private_urls,
+            platform_url=services.settings.database_url,
+            platform_pool=services.db.pool,
+        ) as conn:
+            yield conn
+    except tenantdb.UnsafeDSNError as exc:
+        raise ConfigError(("connection",), f"refused: {exc}") from None
 
 
 async def with_connection(
@@ -181,9 +192,7 @@ async def with_connection(
     if target.dsn is None:
         async with services.db.pool.connection() as conn:
             return await fn(conn)
-    async with await psycopg.AsyncConnection.connect(
-        target.dsn, autocommit=True, connect_timeout=10
-    ) as conn:
+    async with external_connection(services, target) as conn:
         return await fn(conn)
 
 
@@ -206,8 +215,8 @@ async def check(services: Any, org_id: str, source: dict[str, Any]) -> None:
 
     try:
         found = await with_connection(services, target, exists)
-    except psycopg.OperationalError as exc:
-        raise ConfigError(("connection",), f"cannot connect: {exc}") from None
+    except psycopg.OperationalError:
+        raise ConfigError(("connection",), tenantdb.CONNECT_FAILED) from None
     if not found:
         raise ConfigError(("table",), f"table {schema}.{table} does not exist")
 
@@ -254,8 +263,8 @@ async def install_trigger(
             f"cannot create the capture trigger: {exc.diag.message_primary}; the role needs "
             "CREATE on the schema and ownership of (or TRIGGER on) the table",
         ) from None
-    except psycopg.OperationalError as exc:
-        raise ConfigError(("connection",), f"cannot connect: {exc}") from None
+    except psycopg.OperationalError:
+        raise ConfigError(("connection",), tenantdb.CONNECT_FAILED) from None
 
 
 async def remove_trigger(

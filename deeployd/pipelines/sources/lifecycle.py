@@ -3,6 +3,7 @@
 | API route                              | call                                              |
 |----------------------------------------|---------------------------------------------------|
 | POST /pipelines (validation, -> 422)   | `await check_source(services, org_id, source)`    |
+| POST, PUT /pipelines (-> 422)          | `await check_destination(services, org_id, destination)` |
 | POST /pipelines (after the row commits)| `await on_pipeline_created(services, org_id, id, source)` |
 | POST /pipelines/:id/start              | `await on_pipeline_started(services, org_id, id, source)` |
 | POST /pipelines/:id/pause              | `await on_pipeline_paused(services, org_id, id, source)`  |
@@ -46,6 +47,41 @@ async def check_source(services: Services, org_id: str, source: dict[str, Any]) 
             await database_change.check(services, org_id, source)
         except ConfigError as exc:
             raise _prefixed(exc) from None
+
+
+async def check_destination(services: Services, org_id: str, destination: dict[str, Any]) -> None:
+    """A `database` destination's connection secret, when already stored, is checked now (the
+    worker checks it again before every connection): 422 on destination.config.connection."""
+    config = destination.get("config") or {}
+    if destination.get("type") != "database" or not config.get("connection"):
+        return
+    from fastapi.exceptions import RequestValidationError
+
+    from deeployd import tenantdb
+    from deeployd.secretstore import MissingSecretError, SecretStore
+
+    try:
+        dsn = await SecretStore(services.db, services.secret_box).resolve(
+            org_id, config["connection"]
+        )
+    except MissingSecretError:
+        return  # stored later: delivery resolves and checks it
+    try:
+        await tenantdb.check_dsn(
+            str(dsn),
+            allow_private=services.settings.allow_private_urls,
+            platform_url=services.settings.database_url,
+        )
+    except tenantdb.UnsafeDSNError as exc:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "destination", "config", "connection"),
+                    "msg": f"refused: {exc}",
+                    "type": "value_error",
+                }
+            ]
+        ) from None
 
 
 async def on_pipeline_created(

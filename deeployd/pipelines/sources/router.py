@@ -144,9 +144,7 @@ async def drain_changes(services: Services, result: PassResult, *, external: boo
             continue
         try:
             target = await database_change.resolve_target(services, ref.org_id, ref.source)
-            async with await psycopg.AsyncConnection.connect(
-                target.dsn or "", autocommit=True, connect_timeout=10
-            ) as conn:
+            async with database_change.external_connection(services, target) as conn:
                 changes = await database_change.read_changes(conn, [(ref.id, ref.org_id)])
                 await _route_changes(services, {ref.id: ref}, changes, conn, result)
         except Exception:
