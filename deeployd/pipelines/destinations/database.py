@@ -351,10 +351,14 @@ class DatabaseDestination:
             batch = list(latest.values())
         if not batch:
             return
-        try:  # the common case: one statement, no savepoint
-            await conn.execute(_statement(schema, table, operation, fields, batch), (_rows(batch),))
+        try:  # the common case: one statement (a savepoint inside the org's transaction)
+            async with conn.transaction():
+                await conn.execute(
+                    _statement(schema, table, operation, fields, batch), (_rows(batch),)
+                )
         except (psycopg.DataError, psycopg.IntegrityError):
-            await conn.rollback()  # nothing of it was written; now find the refused rows
+            # Nothing of it was written (the savepoint rolled back, the role stays set): now
+            # find the refused rows.
             await self._write_rows(conn, schema, table, operation, fields, batch, ctx, delivery)
 
     async def _write_rows(
