@@ -3,9 +3,11 @@
 
 The model is loaded once per process, lazily (about 0.3 s, ~100 MB resident) or ahead of time by
 `warm_up()`. Inference is CPU-heavy (roughly 60-100 ms per second of audio per core), so it runs
-on a small dedicated thread pool (`workers`, each inference on one intra-op thread): concurrent
-streams share it fairly, one sentence per job, and the event loop never waits on it. A cancelled
-stream aborts the inference in progress through onnxruntime's `RunOptions.terminate`.
+on a small dedicated pool of threads (`workers`, each inference on one intra-op thread), one
+sentence per job, and the event loop never waits on it. Jobs are served least-advanced stream
+first (a stream's Nth sentence waits for every other stream's earlier ones), so a new stream's
+first sentence does not queue behind sentences that others will only play seconds later. A
+cancelled stream aborts the inference in progress through onnxruntime's `RunOptions.terminate`.
 
 Piper has one speaker per model; the six familiar voice names are renditions of it: pace
 (`length_scale`), expressiveness (`noise_scale`, `noise_w`) and a pitch shift made by
@@ -16,10 +18,13 @@ any resampling, the formants a little).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -102,12 +107,26 @@ class PiperEngine:
         self._voice = PiperVoice(session=session, config=self.config)
         self.sample_rate = self.config.sample_rate
         self.workers = max(1, workers)
-        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="piper")
+        # (sentence index within its stream, arrival order, job): least-advanced stream first.
+        self._jobs: queue.PriorityQueue[tuple[int, int, _Job]] = queue.PriorityQueue()
+        self._arrival = itertools.count()
+        for n in range(self.workers):
+            threading.Thread(target=self._work, name=f"piper-{n}", daemon=True).start()
         self._count_lock = threading.Lock()
         self.sentences_synthesised = 0  # an internal counter tests and metrics can read
         self.languages = LANGUAGES
 
     # --- on a worker thread -----------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            _, _, (job, future) = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as exc:
+                future.set_exception(exc)
 
     def _infer(
         self, phoneme_ids: list[int], scales: np.ndarray, run: onnxruntime.RunOptions
@@ -178,19 +197,31 @@ class PiperEngine:
     # --- from anywhere ----------------------------------------------------------------------
 
     async def synthesize(
-        self, text: str, *, preset: PiperPreset, speed: float = 1.0, cancel: threading.Event
+        self,
+        text: str,
+        *,
+        preset: PiperPreset,
+        speed: float = 1.0,
+        cancel: threading.Event,
+        index: int = 0,
     ) -> bytes:
-        """16-bit little-endian mono PCM at `sample_rate` for one sentence (off the event loop)."""
+        """16-bit little-endian mono PCM at `sample_rate` for one sentence (off the event loop);
+        `index` is the sentence's position in its stream (its priority)."""
         run = onnxruntime.RunOptions()
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self._synth, text, preset, speed, cancel, run)
+        future: Future[bytes] = Future()
+
+        def job() -> bytes:
+            return self._synth(text, preset, speed, cancel, run)
+
+        self._jobs.put((index, next(self._arrival), (job, future)))
         try:
-            return await future
+            return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             run.terminate = True  # the worker thread stops the inference at its next node
             raise
 
 
+_Job = tuple[Callable[[], bytes], "Future[bytes]"]
 _load_lock = threading.Lock()
 _engine: PiperEngine | None = None
 

@@ -67,14 +67,16 @@ class PiperSynthesizer:
 
     def __post_init__(self) -> None:
         self.sample_rate = piper_engine.sample_rate()  # from the voice config: no model load
+        self.sentences = 0  # sentences of this stream so far: the engine's queue priority
 
     async def synthesize(self, text: str, cancel: threading.Event) -> bytes:
         # The first use of a process loads the model (~0.3 s): never on the event loop.
         engine = loaded_engine()
         if engine is None:
             engine = await asyncio.to_thread(get_piper_engine, self.workers)
+        index, self.sentences = self.sentences, self.sentences + 1
         return await engine.synthesize(
-            text, preset=PIPER_PRESETS[self.voice], speed=self.speed, cancel=cancel
+            text, preset=PIPER_PRESETS[self.voice], speed=self.speed, cancel=cancel, index=index
         )
 
 
