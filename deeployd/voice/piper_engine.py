@@ -171,6 +171,8 @@ class PiperEngine:
         length = max(MIN_LENGTH_SCALE, min(MAX_LENGTH_SCALE, length))
         scales = np.array([preset.noise_scale, length, preset.noise_w], dtype=np.float32)
         parts: list[np.ndarray] = []
+        # "[[ ]]" is Piper's raw-phoneme syntax: a user's text is read as text, never as that.
+        text = text.replace("[[", "[ [").replace("]]", "] ]")
         # Piper's phonemiser may cut one of our sentences further ("e.g." ends a clause).
         for phonemes in self._voice.phonemize(text):
             if not phonemes:
