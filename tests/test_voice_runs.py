@@ -58,6 +58,7 @@ async def test_run_answer_is_spoken_while_tokens_arrive_and_ends_after_done(
     ):
         assert response.status_code == 200
         assert response.headers["content-type"] == "audio/wav"
+        assert response.headers["x-voice-engine"] == "piper"  # the default engine, as for TTS
         iterator = response.aiter_raw()
         await publish_tokens(events, org, run_id, FIRST.removeprefix("Here is "))
         # Audio of the first sentence arrives although the run has not finished (no `done` yet).
