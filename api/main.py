@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.open(settings, with_temporal=False, with_bus=True)
+        voice.warm_up(settings)  # loads the neural voice in the background
         connector = asyncio.create_task(_connect_temporal_until_up(services))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(connector), timeout=5)

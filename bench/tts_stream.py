@@ -6,7 +6,8 @@
 The stack is started here: embedded PostgreSQL (migrated), a Temporal dev server (the API's
 lifespan wants one) and the real API (`python -m uvicorn api.main:app`) in its own process, on
 free ports; everything is stopped at the end. A 10-sentence English text is sent to
-`POST /api/voice/tts/stream` (embedded eSpeak NG, mp3 and opus) by 1 and by 10 concurrent clients.
+`POST /api/voice/tts/stream` by 1 and by 10 concurrent clients, with each embedded engine in the
+same run: Piper (neural, the default) and eSpeak NG (formant, the fastest), mp3 and opus.
 
 Side by side, in the same run and on the same machine, a baseline server (this file with
 `--role batch`, its own uvicorn process) answers the same text the "synthesise all, then
@@ -45,7 +46,7 @@ TEXT = " ".join(
         "Every encoded sentence is sent as soon as it is ready, ending on a frame boundary.",
         "A player can therefore start speaking long before the last sentence exists.",
         "The baseline instead synthesises everything, encodes everything, and only then sends.",
-        "Both use the same embedded eSpeak engine and the same FFmpeg encoders.",
+        "Both use the same embedded speech engine and the same FFmpeg encoders.",
         "We measure the time to the first audio byte and the real-time factor.",
         "A real-time factor below one means audio is produced faster than it plays.",
         "That is the end of the benchmark text, thank you for listening.",
@@ -65,30 +66,26 @@ def batch_app():  # type: ignore[no-untyped-def]
     from starlette.routing import Route
 
     from deeployd.voice.encoders import FORMATS, StreamEncoder
-    from deeployd.voice.engine import PRESETS, get_engine
+    from deeployd.voice.providers import embedded_synthesizer
     from deeployd.voice.text import split_sentences
-
-    engine = get_engine()
 
     async def tts(request: Request) -> Response:
         body = await request.json()
         fmt = FORMATS[body.get("format", "mp3")]
+        synthesizer = embedded_synthesizer(
+            body.get("engine", "piper"), body.get("voice", "alloy"), "en-us", 1.0
+        )
         cancel = threading.Event()
         pcm = b"".join(
-            [
-                await engine.synthesize(
-                    s, language="en-us", preset=PRESETS[body.get("voice", "alloy")], cancel=cancel
-                )
-                for s in split_sentences(body["text"])
-            ]
+            [await synthesizer.synthesize(s, cancel) for s in split_sentences(body["text"])]
         )
 
         def encode() -> bytes:
-            encoder = StreamEncoder(fmt, engine.sample_rate)
+            encoder = StreamEncoder(fmt, synthesizer.sample_rate)
             return encoder.encode(pcm) + encoder.finish()
 
         audio = await asyncio.to_thread(encode)
-        return Response(audio, media_type=fmt.content_type(engine.sample_rate))
+        return Response(audio, media_type=fmt.content_type(synthesizer.sample_rate))
 
     return Starlette(routes=[Route("/tts", tts, methods=["POST"])])
 
@@ -206,7 +203,11 @@ def main() -> None:
     from deeployd.voice.text import split_sentences
 
     assert len(split_sentences(TEXT)) == 10
-    rounds_1, rounds_10 = (3, 1) if args.quick else (10, 5)
+    # (rounds at 1 stream, rounds at 10): Piper's inference is ~15x eSpeak's CPU per audio second.
+    rounds = {
+        "piper": (3, 1) if args.quick else (5, 2),
+        "espeak": (3, 1) if args.quick else (10, 5),
+    }
     tmp = Path(tempfile.mkdtemp(prefix="tts-bench-"))
     postgres = EmbeddedPostgres(tmp / "pg")
     processes: list[subprocess.Popen[Any]] = []
@@ -258,13 +259,22 @@ def main() -> None:
             "batch": (f"http://127.0.0.1:{batch_port}/tts", {}),
         }
         load_before = os.getloadavg()[0]
-        for fmt in ("mp3", "opus"):
-            body = {"text": TEXT, "voice": "alloy", "format": fmt}
-            for concurrency, rounds in ((1, rounds_1), (10, rounds_10)):
-                by_mode = asyncio.run(scenario(targets, body, concurrency, rounds))
-                for mode, result in by_mode.items():
-                    rows.append({"format": fmt, "concurrency": concurrency, "mode": mode, **result})
-                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        for engine, (rounds_1, rounds_10) in rounds.items():
+            for fmt in ("mp3", "opus"):
+                body = {"text": TEXT, "voice": "alloy", "format": fmt, "engine": engine}
+                for concurrency, n in ((1, rounds_1), (10, rounds_10)):
+                    by_mode = asyncio.run(scenario(targets, body, concurrency, n))
+                    for mode, result in by_mode.items():
+                        rows.append(
+                            {
+                                "engine": engine,
+                                "format": fmt,
+                                "concurrency": concurrency,
+                                "mode": mode,
+                                **result,
+                            }
+                        )
+                        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         load_after = os.getloadavg()[0]
     finally:
         for process in reversed(processes):
@@ -275,17 +285,21 @@ def main() -> None:
         f"\n{os.cpu_count()} CPUs; 1-minute load average {load_before:.2f} before, "
         f"{load_after:.2f} after (other processes share the machine)"
     )
+    audio = {r["engine"]: r["audio_s_per_stream"] for r in rows if r["format"] == "mp3"}
     print(
-        f"Text: 10 sentences, {len(TEXT)} characters, {len(TEXT.split())} words; "
-        f"audio {rows[0]['audio_s_per_stream']:.1f} s per stream (mp3)\n"
+        f"Text: 10 sentences, {len(TEXT)} characters, {len(TEXT.split())} words; audio per "
+        + ", ".join(f"{engine} {seconds:.1f} s" for engine, seconds in audio.items())
+        + " (mp3)\n"
     )
     print(
-        "| format | streams | mode | TTFB p50 (ms) | TTFB max (ms) | RTF p50 | RTF max | audio s / wall s |"
+        "| engine | format | streams | mode | TTFB p50 (ms) | TTFB max (ms) | RTF p50 | RTF max "
+        "| audio s / wall s |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['format']} | {r['concurrency']} | {r['mode']} | {r['ttfb_ms_p50']:.1f} | "
+            f"| {r['engine']} | {r['format']} | {r['concurrency']} | {r['mode']} | "
+            f"{r['ttfb_ms_p50']:.1f} | "
             f"{r['ttfb_ms_max']:.1f} | {r['rtf_p50']:.4f} | {r['rtf_max']:.4f} | "
             f"{r['audio_s_per_wall_s']:.0f} |"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,14 @@ class Settings(BaseSettings):
     # Voice (docs/voice.md)
     voice_default_provider: str = Field(
         default="embedded", description="TTS provider when a request names none: embedded | openai"
+    )
+    voice_default_engine: Literal["piper", "espeak"] = Field(
+        default="piper",
+        description="Embedded engine when a request names none (Piper falls back to eSpeak "
+        "for languages it has no voice for)",
+    )
+    voice_piper_workers: int = Field(
+        default=2, ge=1, le=64, description="Threads running Piper inference (per API process)"
     )
     voice_max_chars: int = Field(default=5000, description="Longest text one TTS request may carry")
     voice_max_concurrent_per_org: int = Field(

@@ -58,6 +58,7 @@ async def test_run_answer_is_spoken_while_tokens_arrive_and_ends_after_done(
     ):
         assert response.status_code == 200
         assert response.headers["content-type"] == "audio/wav"
+        assert response.headers["x-voice-engine"] == "piper"  # the default engine, as for TTS
         iterator = response.aiter_raw()
         await publish_tokens(events, org, run_id, FIRST.removeprefix("Here is "))
         # Audio of the first sentence arrives although the run has not finished (no `done` yet).
@@ -145,15 +146,18 @@ async def test_markdown_in_an_answer_is_spoken_as_plain_words(
     await events.publisher.publish(org.id, f"run:{run_id}", "done", {})
     async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
         spoken = await http.get(
-            f"/api/runs/{run_id}/speech", params={"format": "pcm"}, headers=auth(org)
+            f"/api/runs/{run_id}/speech",
+            params={"format": "pcm", "engine": "espeak"},
+            headers=auth(org),
         )
         plain = await http.post(
             "/api/voice/tts/stream",
-            json={"text": "Bold answer.", "format": "pcm"},
+            json={"text": "Bold answer.", "format": "pcm", "engine": "espeak"},
             headers=auth(org),
         )
     assert spoken.status_code == plain.status_code == 200
-    # eSpeak adds a little random jitter, so compare lengths: "asterisk asterisk" would add ~2 s.
+    # eSpeak (nearly deterministic, unlike Piper's sampled durations) adds a little jitter, so
+    # compare lengths: "asterisk asterisk" would add ~2 s.
     assert len(spoken.content) == pytest.approx(len(plain.content), rel=0.02)
 
 

@@ -43,3 +43,12 @@ def test_markdown_marks_are_not_read_aloud() -> None:
     assert speakable_markdown("Run `pip install`.") == "Run pip install."
     assert speakable_markdown("## Heading\n- item").split() == ["Heading", "item"]
     assert speakable_markdown("2 * 3 = 6") == "2 * 3 = 6"
+
+
+def test_control_characters_and_lone_surrogates_become_spaces_one_for_one() -> None:
+    text = "Broken \ud83d half. Tab\x00bed \udcff end."
+    sentences = split_sentences(text)
+    assert sentences == ["Broken   half. ", "Tab bed   end."]
+    assert len("".join(sentences)) == len(text)  # metering still counts the text as sent
+    for sentence in sentences:
+        sentence.encode("utf-8")  # what both engines are handed

@@ -1,4 +1,5 @@
-"""Text-to-speech streamed as audio on the embedded eSpeak engine, over the real HTTP API."""
+"""Text-to-speech streamed as audio on the embedded eSpeak engine (`"engine": "espeak"`), over
+the real HTTP API. The default engine, Piper, is tested in test_voice_piper.py."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ async def test_every_format_decodes_to_speech_of_a_plausible_length_at_the_adver
     api: RunningApi, org: Org, fmt: str
 ) -> None:
     async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
-        response = await tts(http, org, text=SPEECH, voice="nova", format=fmt)
+        response = await tts(http, org, text=SPEECH, voice="nova", format=fmt, engine="espeak")
     assert response.status_code == 200, response.text
     rate = int(response.headers["x-sample-rate"])
     assert response.headers["x-channels"] == "1"
@@ -74,7 +75,7 @@ async def test_mp3_is_the_default_format_and_each_chunk_ends_on_a_frame_boundary
         http.stream(
             "POST",
             "/api/voice/tts/stream",
-            json={"text": SPEECH, "voice": "echo"},
+            json={"text": SPEECH, "voice": "echo", "engine": "espeak"},
             headers=auth(org),
         ) as response,
     ):
@@ -101,7 +102,7 @@ async def test_first_audio_leaves_before_the_whole_text_is_synthesised(
         http.stream(
             "POST",
             "/api/voice/tts/stream",
-            json={"text": text, "voice": "alloy", "format": "mp3"},
+            json={"text": text, "voice": "alloy", "format": "mp3", "engine": "espeak"},
             headers=auth(org),
         ) as response,
     ):
@@ -129,6 +130,14 @@ async def test_each_familiar_voice_is_a_distinct_voice(api: RunningApi, org: Org
         embedded = next(p for p in voices["providers"] if p["name"] == "embedded")
         ids = [v["id"] for v in embedded["voices"]]
         assert ids == ["alloy", "echo", "fable", "onyx", "nova", "shimmer"]
+        assert [v["espeak"]["engineVoice"] for v in embedded["voices"]] == [
+            "+f2",
+            "+m3",
+            "+m7",
+            "+m1",
+            "+f3",
+            "+f4",
+        ]
         openai = next(p for p in voices["providers"] if p["name"] == "openai")
         assert set(ids) <= {v["id"] for v in openai["voices"]}
         pitch = {}
@@ -139,6 +148,7 @@ async def test_each_familiar_voice_is_a_distinct_voice(api: RunningApi, org: Org
                 text="Hello from Deeployd, the streaming platform.",
                 voice=voice,
                 format="pcm",
+                engine="espeak",
             )
             assert response.status_code == 200
             pitch[voice] = median_f0(response.content, int(response.headers["x-sample-rate"]))
@@ -157,11 +167,15 @@ async def test_language_option_switches_the_espeak_voice(api: RunningApi, org: O
         assert {"en", "en-us", "de", "fr", "es", "it", "pt"} <= set(languages)
         text = "Bonjour, comment allez-vous aujourd'hui?"
         french = await tts(http, org, text=text, voice="alloy", format="pcm", language="fr")
-        english = await tts(http, org, text=text, voice="alloy", format="pcm", language="en-us")
+        english = await tts(
+            http, org, text=text, voice="alloy", format="pcm", language="en-us", engine="espeak"
+        )
         english_again = await tts(
-            http, org, text=text, voice="alloy", format="pcm", language="en-us"
+            http, org, text=text, voice="alloy", format="pcm", language="en-us", engine="espeak"
         )
     assert french.status_code == english.status_code == 200
+    # French is not a Piper language: without an engine named, eSpeak speaks it.
+    assert french.headers["x-voice-engine"] == "espeak"
     # eSpeak's samples carry a little jitter, but its timing is nearly exact: the same language
     # gives the same length (a few samples apart), French pronunciation a clearly different one.
     assert len(english_again.content) == pytest.approx(len(english.content), rel=0.01)
@@ -176,6 +190,7 @@ async def test_bad_requests_are_422_naming_the_field(api: RunningApi, org: Org) 
             "format": {"text": "Hi.", "voice": "alloy", "format": "ogg-vorbis"},
             "language": {"text": "Hi.", "voice": "alloy", "language": "klingon"},
             "provider": {"text": "Hi.", "voice": "alloy", "provider": "polly"},
+            "engine": {"text": "Hi.", "voice": "alloy", "engine": "festival"},
             "speed": {"text": "Hi.", "voice": "alloy", "speed": 9},
         }
         for field, body in cases.items():
@@ -236,7 +251,7 @@ async def test_a_client_that_stops_reading_pauses_synthesis(api: RunningApi, org
         http.stream(
             "POST",
             "/api/voice/tts/stream",
-            json={"text": text, "voice": "echo", "format": "wav"},
+            json={"text": text, "voice": "echo", "format": "wav", "engine": "espeak"},
             headers=auth(org),
         ) as response,
     ):

@@ -15,16 +15,21 @@ from api.deps import CurrentPrincipal, ServicesDep, SessionDep, StreamPrincipal,
 from deeployd.models.voice import TTSRequest, VoiceUsage, VoiceUsagePublic, VoiceUsageTotals
 from deeployd.services import Services
 from deeployd.settings import Settings
+from deeployd.voice import piper_engine
 from deeployd.voice.encoders import DEFAULT_FORMAT, FORMATS, StreamEncoder, encoders_available
 from deeployd.voice.engine import PRESETS, get_engine
+from deeployd.voice.piper_engine import PIPER_PRESETS
 from deeployd.voice.providers import (
+    ENGINES,
     PROVIDERS,
-    EmbeddedSynthesizer,
+    EngineChoiceError,
     OpenAIPcmSynthesizer,
     OpenAISpeech,
     ProviderError,
     SentenceSynthesizer,
+    embedded_synthesizer,
     openai_voices,
+    resolve_engine,
     speech_api_key,
     stream_through,
 )
@@ -44,6 +49,13 @@ router = APIRouter(tags=["voice"])
 
 DEFAULT_LANGUAGE = "en-us"
 RETRY_AFTER_S = 1
+
+
+def warm_up(settings: Settings) -> None:
+    """Load the default engine's model in the background at start-up (never blocks it), so the
+    first request's first byte does not wait for it."""
+    if settings.voice_default_engine == "piper":
+        piper_engine.warm_up(settings.voice_piper_workers)
 
 
 def _limiter(request: Request, settings: Settings) -> OrgLimiter:
@@ -66,14 +78,16 @@ def _check_choice(
     voice: str,
     fmt: str,
     provider: str | None,
+    engine: str | None,
     language: str | None,
     errors: list[tuple[str, str]],
-) -> str:
-    """Validate voice/format/provider/language; returns the provider to use."""
+) -> tuple[str, str | None]:
+    """Validate voice/format/provider/engine/language; returns the provider to use and, for
+    the embedded provider, its engine."""
     chosen = provider or settings.voice_default_provider
     if chosen not in PROVIDERS:
         errors.append(("provider", f"unknown provider {chosen!r}; one of {', '.join(PROVIDERS)}"))
-        return chosen
+        return chosen, None
     allowed = list(PRESETS) if chosen == "embedded" else openai_voices(settings)
     if voice not in allowed:
         errors.append(
@@ -81,21 +95,29 @@ def _check_choice(
         )
     if fmt not in FORMATS:
         errors.append(("format", f"unknown format {fmt!r}; one of {', '.join(FORMATS)}"))
-    if language is not None:
-        if chosen != "embedded":
-            errors.append(("language", "language is only used by the embedded provider"))
-        elif not get_engine().supports_language(language):
-            errors.append(("language", f"eSpeak has no voice for language {language!r}"))
-    return chosen
+    if chosen != "embedded":
+        for name, value in (("engine", engine), ("language", language)):
+            if value is not None:
+                errors.append((name, f"{name} is only used by the embedded provider"))
+        return chosen, None
+    try:
+        return chosen, resolve_engine(
+            engine, language or DEFAULT_LANGUAGE, settings.voice_default_engine
+        )
+    except EngineChoiceError as exc:
+        errors.append((exc.field, str(exc)))
+        return chosen, None
 
 
-def _headers(rate: int | None, provider: str) -> dict[str, str]:
+def _headers(rate: int | None, provider: str, engine: str | None = None) -> dict[str, str]:
     headers = {
         "Cache-Control": "no-store",
         "X-Accel-Buffering": "no",  # proxies must not buffer a live audio stream
         "X-Voice-Provider": provider,
         "X-Channels": "1",
     }
+    if engine is not None:
+        headers["X-Voice-Engine"] = engine
     if rate is not None:
         headers["X-Sample-Rate"] = str(rate)
     return headers
@@ -113,6 +135,7 @@ async def _respond(
     fmt: str,
     rate: int | None,
     provider: str,
+    engine: str | None = None,
 ) -> AudioStreamResponse:
     limiter = _limiter(request, services.settings)
     org_id = source.usage.org_id
@@ -124,7 +147,7 @@ async def _respond(
     return AudioStreamResponse(
         source,
         media_type=_media_type(fmt, rate),
-        headers=_headers(rate, provider),
+        headers=_headers(rate, provider, engine),
         on_close=on_close,
     )
 
@@ -180,11 +203,12 @@ async def tts_stream(
         errors.append(
             ("text", f"text is {len(text)} characters; the maximum is {settings.voice_max_chars}")
         )
-    provider = _check_choice(
+    provider, engine = _check_choice(
         settings,
         voice=body.voice,
         fmt=body.format,
         provider=body.provider,
+        engine=body.engine,
         language=body.language,
         errors=errors,
     )
@@ -201,8 +225,13 @@ async def tts_stream(
     limiter = _acquire(request, settings, principal.org_id)
     try:
         if provider == "embedded":
-            synthesizer = EmbeddedSynthesizer(
-                body.voice, body.language or DEFAULT_LANGUAGE, body.speed
+            assert engine is not None
+            synthesizer = embedded_synthesizer(
+                engine,
+                body.voice,
+                body.language or DEFAULT_LANGUAGE,
+                body.speed,
+                piper_workers=settings.voice_piper_workers,
             )
             source: AudioSource = _synthesis_stream(
                 settings, usage, _aiter(split_sentences(text)), synthesizer, body.format
@@ -213,7 +242,9 @@ async def tts_stream(
     except BaseException:
         limiter.release(principal.org_id)
         raise
-    return await _respond(request, services, source, fmt=body.format, rate=rate, provider=provider)
+    return await _respond(
+        request, services, source, fmt=body.format, rate=rate, provider=provider, engine=engine
+    )
 
 
 async def _openai_passthrough(
@@ -242,28 +273,70 @@ async def _openai_passthrough(
 @router.get("/api/voice/voices", summary="The voices of each provider")
 async def list_voices(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
     settings = services.settings
-    engine = get_engine()
+    espeak = get_engine()
+    default_engine = settings.voice_default_engine
     formats = [name for name, ok in encoders_available().items() if ok]
+    piper_voices = {
+        p.id: {
+            "description": p.description,
+            "pitch": p.pitch,
+            "lengthScale": p.length_scale,
+            "noiseScale": p.noise_scale,
+            "noiseW": p.noise_w,
+        }
+        for p in PIPER_PRESETS.values()
+    }
+    espeak_voices = {
+        p.id: {
+            "description": p.description,
+            "gender": p.gender,
+            "engineVoice": f"+{p.variant}",
+            "pitch": p.pitch,
+            "pitchRange": p.pitch_range,
+        }
+        for p in PRESETS.values()
+    }
+    by_engine = {"piper": piper_voices, "espeak": espeak_voices}
     return {
         "defaultProvider": settings.voice_default_provider,
         "providers": [
             {
                 "name": "embedded",
-                "engine": "eSpeak NG",
+                "engine": "Piper (en_US-joe-medium) and eSpeak NG",
+                "defaultEngine": default_engine,
                 "available": True,
-                "sampleRate": engine.sample_rate,
+                "sampleRate": (
+                    piper_engine.sample_rate() if default_engine == "piper" else espeak.sample_rate
+                ),
                 "formats": formats,
                 "defaultLanguage": DEFAULT_LANGUAGE,
-                "languages": sorted(engine.languages),
+                "languages": sorted(espeak.languages | piper_engine.LANGUAGES),
+                "engines": [
+                    {
+                        "name": "piper",
+                        "description": "neural (VITS on onnxruntime), one US English speaker",
+                        "model": piper_engine.VOICE_NAME,
+                        "sampleRate": piper_engine.sample_rate(),
+                        "languages": sorted(piper_engine.LANGUAGES),
+                        "loaded": piper_engine.loaded_engine() is not None,
+                    },
+                    {
+                        "name": "espeak",
+                        "description": "formant synthesis, 100+ languages, the fastest",
+                        "model": "eSpeak NG",
+                        "sampleRate": espeak.sample_rate,
+                        "languages": sorted(espeak.languages),
+                        "loaded": True,
+                    },
+                ],
+                # Each familiar name on each engine; `description` is the default engine's.
                 "voices": [
                     {
-                        "id": p.id,
-                        "gender": p.gender,
-                        "description": p.description,
-                        "engineVoice": f"+{p.variant}",
-                        "pitch": p.pitch,
+                        "id": voice_id,
+                        "description": by_engine[default_engine][voice_id]["description"],
+                        **{name: by_engine[name][voice_id] for name in ENGINES},
                     }
-                    for p in PRESETS.values()
+                    for voice_id in PRESETS
                 ],
             },
             {
@@ -331,14 +404,16 @@ async def run_speech(
     speed: Annotated[float, Query(ge=0.25, le=4.0)] = 1.0,
     provider: Annotated[str | None, Query()] = None,
     language: Annotated[str | None, Query()] = None,
+    engine: Annotated[str | None, Query()] = None,
 ) -> AudioStreamResponse:
     settings = services.settings
     errors: list[tuple[str, str]] = []
-    chosen = _check_choice(
+    chosen, chosen_engine = _check_choice(
         settings,
         voice=voice,
         fmt=format,
         provider=provider,
+        engine=engine,
         language=language,
         errors=errors,
     )
@@ -364,7 +439,14 @@ async def run_speech(
         synthesizer: SentenceSynthesizer
         http: httpx.AsyncClient | None = None
         if chosen == "embedded":
-            synthesizer = EmbeddedSynthesizer(voice, language or DEFAULT_LANGUAGE, speed)
+            assert chosen_engine is not None
+            synthesizer = embedded_synthesizer(
+                chosen_engine,
+                voice,
+                language or DEFAULT_LANGUAGE,
+                speed,
+                piper_workers=settings.voice_piper_workers,
+            )
         else:
             http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=120.0))
             synthesizer = OpenAIPcmSynthesizer(OpenAISpeech(settings), http, voice, speed)
@@ -388,7 +470,9 @@ async def run_speech(
         limiter.release(principal.org_id)
         raise
     rate = FORMATS[format].output_rate(synthesizer.sample_rate)
-    response = await _respond(request, services, source, fmt=format, rate=rate, provider=chosen)
+    response = await _respond(
+        request, services, source, fmt=format, rate=rate, provider=chosen, engine=chosen_engine
+    )
     original = response.on_close
 
     async def on_close(done: AudioSource) -> None:

@@ -52,4 +52,5 @@ class TTSRequest(ApiModel):
     format: str = "mp3"
     speed: float = Field(default=1.0, ge=0.25, le=4.0)
     provider: str | None = None
+    engine: str | None = None  # embedded provider: piper | espeak
     language: str | None = None

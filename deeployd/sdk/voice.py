@@ -23,6 +23,7 @@ class VoiceApi:
         *,
         speed: float | None = None,
         provider: str | None = None,
+        engine: str | None = None,
         language: str | None = None,
     ) -> AsyncIterator[bytes]:
         """Audio bytes as the server synthesises them (each chunk ends on a frame boundary).
@@ -30,7 +31,8 @@ class VoiceApi:
         `async for chunk in client.voice.tts_stream("Hello!", voice="nova"): player.feed(chunk)`
         """
         body: dict[str, Any] = {"text": text, "voice": voice, "format": format}
-        for key, value in (("speed", speed), ("provider", provider), ("language", language)):
+        options = {"speed": speed, "provider": provider, "engine": engine, "language": language}
+        for key, value in options.items():
             if value is not None:
                 body[key] = value
         async for chunk in self._audio("POST", "/api/voice/tts/stream", json=body):

@@ -62,6 +62,7 @@ async def _say(args: argparse.Namespace, text: str, fmt: str, output: str, sink:
                 format=fmt,
                 speed=args.speed,
                 provider=args.provider,
+                engine=args.engine,
                 language=args.language,
             )
             async for chunk in stream:
@@ -103,7 +104,13 @@ def add_say_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     say.add_argument("--speed", type=float, default=None)
     say.add_argument("--provider", choices=["embedded", "openai"], default=None)
-    say.add_argument("--language", default=None, help="eSpeak language, e.g. en-us, de, fr")
+    say.add_argument(
+        "--engine",
+        choices=["piper", "espeak"],
+        default=None,
+        help="embedded engine (default: piper for English, espeak for other languages)",
+    )
+    say.add_argument("--language", default=None, help="language, e.g. en-us, de, fr")
     say.add_argument(
         "--url", default=None, help="API base URL (DEEPLOYD_URL, default http://localhost:8000)"
     )

@@ -1,8 +1,10 @@
-"""Speech providers: the embedded eSpeak engine, and any OpenAI-compatible `/v1/audio/speech`
-server (OpenAI itself, or a self-hosted Kokoro-FastAPI / openedai-speech / Piper server)."""
+"""Speech providers: the embedded engines (Piper, neural; eSpeak NG, formant), and any
+OpenAI-compatible `/v1/audio/speech` server (OpenAI itself, or a self-hosted Kokoro-FastAPI /
+openedai-speech / Piper server)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,10 +14,13 @@ import httpx
 
 from deeployd.netguard import check_outbound_url
 from deeployd.settings import Settings
+from deeployd.voice import piper_engine
 from deeployd.voice.engine import PRESETS, get_engine
+from deeployd.voice.piper_engine import PIPER_PRESETS, get_piper_engine, loaded_engine
 
 FAMILIAR_VOICES = tuple(PRESETS)
 PROVIDERS = ("embedded", "openai")
+ENGINES = ("piper", "espeak")  # of the embedded provider
 
 
 class ProviderError(Exception):
@@ -35,7 +40,7 @@ class SentenceSynthesizer(Protocol):
 
 
 @dataclass
-class EmbeddedSynthesizer:
+class EspeakSynthesizer:
     voice: str
     language: str
     speed: float = 1.0
@@ -52,6 +57,35 @@ class EmbeddedSynthesizer:
             speed=self.speed,
             cancel=cancel,
         )
+
+
+@dataclass
+class PiperSynthesizer:
+    voice: str
+    speed: float = 1.0
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        self.sample_rate = piper_engine.sample_rate()  # from the voice config: no model load
+        self.sentences = 0  # sentences of this stream so far: the engine's queue priority
+
+    async def synthesize(self, text: str, cancel: threading.Event) -> bytes:
+        # The first use of a process loads the model (~0.3 s): never on the event loop.
+        engine = loaded_engine()
+        if engine is None:
+            engine = await asyncio.to_thread(get_piper_engine, self.workers)
+        index, self.sentences = self.sentences, self.sentences + 1
+        return await engine.synthesize(
+            text, preset=PIPER_PRESETS[self.voice], speed=self.speed, cancel=cancel, index=index
+        )
+
+
+def embedded_synthesizer(
+    engine: str, voice: str, language: str, speed: float, *, piper_workers: int = 2
+) -> SentenceSynthesizer:
+    if engine == "piper":
+        return PiperSynthesizer(voice, speed, piper_workers)
+    return EspeakSynthesizer(voice, language, speed)
 
 
 def openai_voices(settings: Settings) -> list[str]:
@@ -148,3 +182,32 @@ async def stream_through(response: httpx.Response) -> AsyncIterator[bytes]:
                 yield chunk
     finally:
         await response.aclose()
+
+
+class EngineChoiceError(ValueError):
+    """The requested embedded engine cannot speak the request; `field` names what to fix."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def resolve_engine(requested: str | None, language: str, default: str) -> str:
+    """The embedded engine for a request. Named engines are honoured or refused; without one,
+    the default (Piper) speaks the languages it has a voice for and eSpeak all the others."""
+    if requested is not None and requested not in ENGINES:
+        raise EngineChoiceError(
+            "engine", f"unknown engine {requested!r}; one of {', '.join(ENGINES)}"
+        )
+    engine = requested or default
+    if engine == "piper" and not piper_engine.supports_language(language):
+        if requested == "piper":
+            raise EngineChoiceError(
+                "engine",
+                f"piper has no voice for language {language!r} (it speaks "
+                f"{', '.join(sorted(piper_engine.LANGUAGES))}); use engine espeak",
+            )
+        engine = "espeak"
+    if engine == "espeak" and not get_engine().supports_language(language):
+        raise EngineChoiceError("language", f"eSpeak has no voice for language {language!r}")
+    return engine

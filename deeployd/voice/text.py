@@ -14,12 +14,14 @@ from collections.abc import Iterator
 
 MAX_SENTENCE = 300
 _END = re.compile("[.!?\u2026\u3002\uff01\uff1f]+[\"')\\]\u201d\u2019]*\\s+|\n+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters (the engines would try to pronounce or choke on them) and lone surrogates
+# (JSON can carry them; they cannot be encoded to the UTF-8 both engines take).
+_UNSPEAKABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 def clean(text: str) -> str:
-    """Drop control characters (eSpeak would try to pronounce or choke on them)."""
-    return _CONTROL.sub(" ", text)
+    """Replace unspeakable characters with spaces (one for one: metering counts the text)."""
+    return _UNSPEAKABLE.sub(" ", text)
 
 
 def _cut_long(sentence: str, max_len: int) -> Iterator[str]:
