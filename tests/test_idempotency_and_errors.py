@@ -4,7 +4,6 @@ carries a request id."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from fastapi import FastAPI
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -139,27 +138,16 @@ async def test_a_key_that_is_not_a_header_token_is_a_422(http: httpx.AsyncClient
 
 
 @pytest.fixture
-async def failing_api(settings: Settings) -> AsyncIterator[str]:
-    """The real app with one extra route that fails, on a real uvicorn server."""
-    app = create_app(settings)
+def failing_api(api: RunningApi) -> str:
+    """The real API, with one extra route that fails."""
 
     async def explode() -> None:
         raise RuntimeError("a bug")
 
+    app = api.app
+    assert isinstance(app, FastAPI)
     app.add_api_route("/test-only/explode", explode)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=10)
+    return api.url
 
 
 def local_port(response: httpx.Response) -> int:
