@@ -201,3 +201,61 @@ async def test_a_503_from_a_route_carries_retry_after(settings: Settings) -> Non
     assert response.headers["retry-after"] == str(broken.retry_after_seconds)
     body = response.json()
     assert body["retryAfter"] == broken.retry_after_seconds and "Temporal" in body["error"]
+
+
+# --- messages and tasks ---------------------------------------------------------------------
+
+
+async def test_a_retried_message_with_one_key_starts_one_run(
+    api: RunningApi, worker: Services, org: Org
+) -> None:
+    from tests.agent_support import create_agent, create_conversation, read_sse, scripted_agent
+
+    async with httpx.AsyncClient(base_url=api.url, headers=auth(org.admin_key), timeout=60) as h:
+        agent = await create_agent(h, org, scripted_agent([{"text": "Hello there."}]))
+        conv = await create_conversation(h, org, agent["id"])
+        url = f"/api/conversations/{conv}/messages"
+        key = {"Idempotency-Key": f"msg-{uuid.uuid4()}"}
+        first = await h.post(url, json={"content": "hi"}, headers=key)
+        again = await h.post(url, json={"content": "hi"}, headers=key)
+        assert first.status_code == again.status_code == 202
+        assert again.json()["runId"] == first.json()["runId"]
+        assert again.json()["messageId"] == first.json()["messageId"]
+        assert again.headers["idempotent-replayed"] == "true"
+        # A streaming retry gets the same run's stream, from its beginning.
+        async with h.stream("POST", f"{url}?stream=true", json={"content": "hi"}, headers=key) as s:
+            assert s.headers["x-run-id"] == first.json()["runId"]
+            events = await read_sse(s)
+        assert events[-1][1]["type"] == "done"
+        waited = await h.post(f"{url}?wait=true", json={"content": "hi"}, headers=key)
+        assert waited.json()["runId"] == first.json()["runId"]
+        assert waited.json()["message"]["content"] == "Hello there."
+        # A different key is a new message.
+        other = await h.post(
+            f"{url}?wait=true", json={"content": "hi"}, headers={"Idempotency-Key": "other"}
+        )
+        assert other.json()["runId"] != first.json()["runId"]
+        reused = await h.post(url, json={"content": "something else"}, headers=key)
+        assert reused.status_code == 422
+        messages = (await h.get(url)).json()
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_a_retried_task_creation_with_one_key_creates_one_task(
+    api: RunningApi, worker: Services, org: Org
+) -> None:
+    from tests.agent_support import create_agent, scripted_agent
+
+    async with httpx.AsyncClient(base_url=api.url, headers=auth(org.admin_key), timeout=60) as h:
+        agent = await create_agent(h, org, scripted_agent([{"text": "Done."}]))
+        body = {"agentId": agent["id"], "message": "Book me a table"}
+        key = {"Idempotency-Key": f"task-{uuid.uuid4()}"}
+        answers = await asyncio.gather(
+            *(h.post("/api/a2a/tasks", json=body, headers=key) for _ in range(3))
+        )
+        assert {a.status_code for a in answers} == {201}
+        assert len({a.json()["id"] for a in answers}) == 1
+        fresh = await h.post("/api/a2a/tasks", json=body, headers={"Idempotency-Key": "new"})
+        assert fresh.json()["id"] != answers[0].json()["id"]
+        listed = (await h.get("/api/a2a/tasks", params={"agentId": agent["id"]})).json()
+    assert listed["totalSize"] == 2
