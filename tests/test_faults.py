@@ -98,7 +98,7 @@ class Stack:
         )
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, **settings_env(self.settings), "DEEPLOYD_LOG_LEVEL": "WARNING"}
+        return {**os.environ, **settings_env(self.settings), "DEEPLOYD_LOG_LEVEL": "INFO"}
 
     def start_api(self) -> None:
         log = (self.data / "api.log").open("ab")
@@ -170,8 +170,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         client = await temporal.connect(own.settings)
         await temporal.ensure_search_attributes(client)
 
-    asyncio.run(register())
     try:
+        asyncio.run(register())
         yield own
     finally:
         own.close()
@@ -402,6 +402,129 @@ def _healthy(client: Client) -> Any:
     async def probe() -> bool:
         with contextlib.suppress(httpx.TransportError):
             return (await client.http.get("/healthz")).status_code == 200
+        return False
+
+    return probe
+
+
+def outage_requests(spec: dict[str, Any], pid: str) -> list[tuple[str, str, Any]]:
+    """Every GET without path parameters (streams and the health probe aside), plus the
+    pipeline's own reads and writes."""
+    requests: list[tuple[str, str, Any]] = [
+        ("GET", path, None)
+        for path, operations in spec["paths"].items()
+        if "get" in operations
+        and "{" not in path
+        and not path.endswith("/stream")
+        and path not in ("/healthz", "/api/console/config", "/api/voice/voices")
+    ]
+    base = f"/api/streaming/pipelines/{pid}"
+    requests += [
+        ("GET", base, None),
+        ("GET", f"{base}/metrics", None),
+        ("POST", f"{base}/batch", [{"grp": 1, "amount": 1}]),
+        ("POST", f"{base}/process", {"grp": 1, "amount": 1}),
+        ("POST", f"{base}/start", None),
+    ]
+    return requests
+
+
+async def test_while_postgres_is_down_every_endpoint_is_a_quick_json_503(stack: Stack) -> None:
+    org = await make_org(stack.settings)
+    stack.start_api()
+    await asyncio.sleep(0)
+    async with httpx.AsyncClient(
+        base_url=stack.url, headers=auth(org.admin_key), timeout=CLIENT_TIMEOUT
+    ) as http:
+        try:
+            await until(_healthy_http(http), bool, timeout=60)
+            spec = (await http.get("/openapi.json")).json()
+            created = await http.post(
+                "/api/streaming/pipelines",
+                json={
+                    "name": "outage",
+                    "source": {"type": "webhook"},
+                    "destination": {"type": "webhook", "config": {"url": "http://127.0.0.1:9/"}},
+                },
+            )
+            pid = created.json()["id"]
+            requests = outage_requests(spec, pid)
+            stack.kill("postgres")
+            timings: list[tuple[str, int, float]] = []
+            for method, path, body in requests:
+                started = time.monotonic()
+                response = await http.request(method, path, json=body)
+                timings.append(
+                    (f"{method} {path}", response.status_code, time.monotonic() - started)
+                )
+                assert response.status_code == 503, (path, response.status_code, response.text)
+                assert response.headers["retry-after"] == str(stack.settings.retry_after_seconds)
+                assert {"error", "retryAfter", "requestId"} <= set(response.json())
+                assert response.headers["x-request-id"] == response.json()["requestId"]
+            stack.restart("postgres")
+            # The same keep-alive client is served again once PostgreSQL is back.
+            back = await until(
+                lambda: http.get("/api/streaming/pipelines"), lambda r: r.status_code == 200, 30
+            )
+            assert back.json()["items"][0]["id"] == pid
+        finally:
+            stack.stop_services()
+    seconds = [t for _, _, t in timings]
+    print(
+        json.dumps(
+            {
+                "postgresDown": len(timings),
+                "maxSeconds": round(max(seconds), 3),
+                "meanSeconds": round(sum(seconds) / len(seconds), 3),
+            }
+        )
+    )
+
+
+async def test_while_temporal_is_down_its_routes_are_a_quick_json_503(stack: Stack) -> None:
+    org = await make_org(stack.settings)
+    stack.start_api()
+    async with httpx.AsyncClient(
+        base_url=stack.url, headers=auth(org.admin_key), timeout=CLIENT_TIMEOUT
+    ) as http:
+        try:
+            await until(_healthy_http(http), bool, timeout=60)
+            created = await http.post(
+                "/api/streaming/pipelines",
+                json={
+                    "name": "outage",
+                    "source": {"type": "webhook"},
+                    "destination": {"type": "webhook", "config": {"url": "http://127.0.0.1:9/"}},
+                },
+            )
+            pid = created.json()["id"]
+            stack.kill("temporal")
+            started = time.monotonic()
+            start = await http.post(f"/api/streaming/pipelines/{pid}/start")
+            start_seconds = time.monotonic() - started
+            assert start.status_code == 503, start.text
+            assert "Temporal" in start.json()["error"] and "retry-after" in start.headers
+            # What needs only PostgreSQL keeps working.
+            listed = await http.get("/api/streaming/pipelines")
+            assert listed.status_code == 200
+            accepted = await http.post(f"/api/streaming/pipelines/{pid}/batch", json=[{"a": 1}])
+            assert accepted.status_code == 202
+            stack.restart("temporal")
+            again = await until(
+                lambda: http.post(f"/api/streaming/pipelines/{pid}/start"),
+                lambda r: r.status_code != 503,
+                timeout=60,
+            )
+            assert again.status_code == 200, again.text
+        finally:
+            stack.stop_services()
+    print(json.dumps({"temporalDownStartSeconds": round(start_seconds, 3)}))
+
+
+def _healthy_http(http: httpx.AsyncClient) -> Any:
+    async def probe() -> bool:
+        with contextlib.suppress(httpx.TransportError):
+            return (await http.get("/healthz")).status_code == 200
         return False
 
     return probe
