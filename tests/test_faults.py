@@ -41,7 +41,7 @@ from deeployd.devstack import (
 from deeployd.sdk.sse import parse_sse
 from deeployd.security import SecretBox
 from deeployd.settings import Settings
-from tests.conftest import REPO, make_org, settings_env
+from tests.conftest import REPO, Org, RunningApi, make_org, settings_env, worker_process
 from tests.pipeline_helpers import auth, create_table, query
 
 TOTAL = 3000
@@ -528,3 +528,60 @@ def _healthy_http(http: httpx.AsyncClient) -> Any:
         return False
 
     return probe
+
+
+REDELIVERY_ITEMS = 3000
+REDELIVERY_BATCH = 500
+
+
+async def test_a_killed_worker_redelivers_a_bounded_prefix_with_the_same_webhook_ids(
+    api: RunningApi, org: Org
+) -> None:
+    """At least once, with a stable `webhook-id`: after a kill -9 mid-delivery nothing is lost,
+    every duplicate repeats its first delivery's id, and the duplicates fit in one batch."""
+    from tests.pipeline_helpers import HookReceiver
+
+    async with (
+        HookReceiver() as hook,
+        httpx.AsyncClient(base_url=api.url, headers=auth(org.admin_key), timeout=60) as http,
+    ):
+        created = await http.post(
+            "/api/streaming/pipelines",
+            json={
+                "name": "redelivery",
+                "source": {"type": "webhook"},
+                "destination": {"type": "webhook", "config": {"url": hook.url}},
+                "options": {"batchSize": REDELIVERY_BATCH},
+            },
+        )
+        pid = created.json()["id"]
+        for first in range(0, REDELIVERY_ITEMS, 1000):
+            batch = [{"n": i} for i in range(first, first + 1000)]
+            accepted = await http.post(f"/api/streaming/pipelines/{pid}/batch", json=batch)
+            assert accepted.status_code == 202
+        with worker_process(api.settings) as first_worker:
+            assert (await http.post(f"/api/streaming/pipelines/{pid}/start")).status_code == 200
+            await until(
+                lambda: asyncio.sleep(0, len(hook.accepted)),
+                lambda n: n >= REDELIVERY_BATCH + REDELIVERY_BATCH // 2,  # mid-second batch
+                timeout=60,
+            )
+            first_worker.kill()
+            first_worker.wait()
+        at_kill = len(hook.accepted)
+        with worker_process(api.settings):
+            await until(
+                lambda: asyncio.sleep(0, {r["json"]["n"] for r in hook.accepted}),
+                lambda seen: len(seen) == REDELIVERY_ITEMS,
+                timeout=120,
+            )
+            await asyncio.sleep(1)
+            assert (await http.post(f"/api/streaming/pipelines/{pid}/stop")).status_code == 200
+    ids_by_item: dict[int, set[str]] = {}
+    for record in hook.accepted:
+        ids_by_item.setdefault(record["json"]["n"], set()).add(record["headers"]["webhook-id"])
+    duplicates = len(hook.accepted) - REDELIVERY_ITEMS
+    assert sorted(ids_by_item) == list(range(REDELIVERY_ITEMS))  # nothing lost
+    assert all(len(ids) == 1 for ids in ids_by_item.values())  # a duplicate keeps its id
+    assert 0 <= duplicates <= REDELIVERY_BATCH
+    print(json.dumps({"deliveredAtKill": at_kill, "redelivered": duplicates}))
