@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -144,9 +145,17 @@ def failing_api(api: RunningApi) -> str:
     async def explode() -> None:
         raise RuntimeError("a bug")
 
+    async def broken_stream() -> StreamingResponse:
+        async def frames() -> AsyncIterator[bytes]:
+            yield b"data: first\n\n"
+            raise RuntimeError("the stream's source failed")
+
+        return StreamingResponse(frames(), media_type="text/event-stream")
+
     app = api.app
     assert isinstance(app, FastAPI)
     app.add_api_route("/test-only/explode", explode)
+    app.add_api_route("/test-only/broken-stream", broken_stream)
     return api.url
 
 
@@ -259,3 +268,16 @@ async def test_a_retried_task_creation_with_one_key_creates_one_task(
         assert fresh.json()["id"] != answers[0].json()["id"]
         listed = (await h.get("/api/a2a/tasks", params={"agentId": agent["id"]})).json()
     assert listed["totalSize"] == 2
+
+
+async def test_a_stream_that_fails_midway_ends_cleanly_and_the_connection_stays_usable(
+    failing_api: str,
+) -> None:
+    async with httpx.AsyncClient(base_url=failing_api) as http:
+        async with http.stream("GET", "/test-only/broken-stream") as response:
+            body = b"".join([chunk async for chunk in response.aiter_bytes()])
+            stream_port = local_port(response)
+        assert response.status_code == 200
+        assert body == b"data: first\n\n"  # ended, not reset: the client just reconnects
+        after = await http.get("/healthz")
+        assert after.status_code == 200 and local_port(after) == stream_port
