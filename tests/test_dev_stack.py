@@ -174,6 +174,16 @@ def test_dev_restarts_a_killed_worker_and_api_and_keeps_serving(tmp_path: Path) 
         child_pid(process.pid, "deeployd.cli api", other_than=first_api)
         wait_until_serving(api)
         assert httpx.get(f"{api}/api/me", headers=auth).json()["orgName"] == "default"
+
+        # The embedded PostgreSQL is started again on the same data.
+        postmaster = int((tmp_path / "data" / "pg" / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while "PostgreSQL restarted" not in log_path.read_text():
+            assert time.monotonic() < deadline, "PostgreSQL was not restarted"
+            time.sleep(0.2)
+        wait_until_serving(api)
+        assert httpx.get(f"{api}/api/secrets", headers=auth).status_code == 200
         assert process.poll() is None
     finally:
         code = stop_with_ctrl_c(process)
@@ -183,3 +193,4 @@ def test_dev_restarts_a_killed_worker_and_api_and_keeps_serving(tmp_path: Path) 
     assert "worker exited with code -9; restarting it" in events
     assert "api exited with code -9; restarting it" in events
     assert "worker restarted" in events and "api restarted" in events
+    assert "PostgreSQL stopped; restarting it" in events and "PostgreSQL restarted" in events
