@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -23,6 +24,8 @@ from workflows import WORKFLOWS
 
 log = logging.getLogger("deeployd.worker")
 
+HEARTBEAT_THROTTLE = timedelta(milliseconds=250)
+
 
 def build_worker(
     client: Client, services: Services, task_queue: str, *, extra_workflows: Sequence[type] = ()
@@ -33,6 +36,10 @@ def build_worker(
         workflows=[*WORKFLOWS, *extra_workflows],
         activities=build_activities(services),
         max_concurrent_activities=200,
+        # Heartbeats reach the server at most this long after they are recorded (the SDK's
+        # default is 80% of the heartbeat timeout: 4 s). The pipeline activity's heartbeat
+        # carries the delivered prefix, so this bounds what a killed worker redelivers.
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from temporalio import activity
 
+from deeployd import idempotency
 from deeployd.services import Services
 
 
@@ -56,4 +57,9 @@ class EventActivities:
             deleted += count
             activity.heartbeat(deleted)
             if count < request.batch_size:
-                return deleted
+                break
+        # Expired idempotency keys go with the same schedule (no new workflow step needed).
+        await idempotency.prune(
+            self._services.db.pool, self._services.settings.idempotency_retention_hours
+        )
+        return deleted

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi import Depends, Header, HTTPException, Query, Request, status
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client as TemporalClient
 
+from deeployd.idempotency import MAX_KEY_LENGTH, IdempotencyKey
 from deeployd.models.organization import Scope
 from deeployd.orgs import KeyAuthenticator, Principal
 from deeployd.secretstore import SecretStore
-from deeployd.services import Services
+from deeployd.services import DependencyUnavailable, Services
 from deeployd.settings import Settings
 from deeployd.sse import EventStreamer, last_event_id
 
@@ -42,7 +43,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 def get_temporal(services: ServicesDep) -> TemporalClient:
     if services.temporal is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Temporal is not reachable yet")
+        raise DependencyUnavailable("Temporal", "Temporal is not reachable yet")
     return services.temporal
 
 
@@ -121,3 +122,36 @@ CurrentPrincipal = Annotated[Principal, Depends(require_scope(Scope.read))]
 WritePrincipal = Annotated[Principal, Depends(require_scope(Scope.write))]
 AdminPrincipal = Annotated[Principal, Depends(require_scope(Scope.admin))]
 StreamPrincipal = Annotated[Principal, Depends(get_stream_principal)]
+
+
+def idempotency_key(
+    request: Request,
+    principal: Principal,
+    key: str | None,
+    body: bytes | str,
+) -> IdempotencyKey | None:
+    """The request's `Idempotency-Key`, scoped to its organisation and route (with its path
+    parameters); None when the request carries none."""
+    if key is None:
+        return None
+    settings: Settings = request.app.state.services.settings
+    return IdempotencyKey.of(
+        principal.org_id,
+        f"{request.method} {request.url.path}",
+        key,
+        body,
+        settings.idempotency_retention_hours,
+    )
+
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retries with the same key get the first answer and create nothing new "
+        "(kept idempotency_retention_hours; a different body with the same key is a 422)",
+    ),
+]

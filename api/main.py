@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 
 from api import errors
 from api.input_guard import refuse_unstorable_input
-from api.middleware import RequestMetricsMiddleware, RequestObserver
+from api.middleware import ErrorBoundaryMiddleware, RequestMetricsMiddleware, RequestObserver
 from api.routes import (
     a2a,
     agents,
@@ -45,7 +45,10 @@ async def _connect_temporal_until_up(services: Services) -> None:
     delay = 0.5
     while services.temporal is None:
         try:
-            services.temporal = await temporal.connect(services.settings)
+            services.temporal = await temporal.connect(
+                services.settings,
+                max_retry_seconds=services.settings.temporal_rpc_timeout_seconds,
+            )
             log.info("connected to Temporal at %s", services.settings.temporal_address)
         except Exception as exc:
             log.warning("Temporal not reachable yet (%s); retrying in %.1fs", exc, delay)
@@ -88,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(refuse_unstorable_input)],
     )
     app.state.request_observers = observers
+    # Inside the metrics middleware, so a request it answers is counted with its real status.
+    app.add_middleware(ErrorBoundaryMiddleware, retry_after_s=lambda: settings.retry_after_seconds)
     app.add_middleware(RequestMetricsMiddleware, observers=observers)
     errors.install(app)
     api_event_source.install(app)  # the `api_event` pipeline source observes every request

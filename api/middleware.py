@@ -1,14 +1,19 @@
-"""Request accounting as pure ASGI middleware (safe for streaming responses)."""
+"""Request accounting and the error boundary, as pure ASGI middleware (safe for streaming
+responses)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import unavailable_body, unavailable_dependency
 from deeployd import metrics
 
 log = logging.getLogger("deeployd.access")
@@ -83,3 +88,90 @@ class RequestMetricsMiddleware:
                 observer(record)
             except Exception:
                 log.exception("request observer failed")
+
+
+_REQUEST_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:")
+errors_log = logging.getLogger("deeployd.errors")
+
+
+def request_id_from(scope: Scope) -> str:
+    """The caller's X-Request-ID when it is a sane token, else a fresh one."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if 0 < len(text) <= 128 and set(text) <= _REQUEST_ID_CHARS:
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class ErrorBoundaryMiddleware:
+    """The last word on every request: a request id on every response (`X-Request-ID`), and no
+    exception ever reaches the server. While PostgreSQL or Temporal is down the answer is a JSON
+    503 with Retry-After; any other failure is a JSON 500 carrying the request id, logged with
+    its traceback. Nothing is re-raised, so the server keeps the keep-alive connection open. A
+    stream that fails after its headers went out is ended cleanly (the client resumes by
+    Last-Event-ID)."""
+
+    def __init__(self, app: ASGIApp, retry_after_s: Callable[[], int]) -> None:
+        self.app = app
+        self.retry_after_s = retry_after_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+        started = finished = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started, finished
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                finished = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            dependency = unavailable_dependency(exc)
+            where = f"{scope['method']} {scope['path']}"
+            if dependency is not None:
+                errors_log.warning(
+                    "%s: %s unavailable (%s) [request %s]",
+                    where,
+                    dependency,
+                    type(exc).__name__,
+                    request_id,
+                    extra={"request_id": request_id},
+                )
+            else:
+                errors_log.exception(
+                    "%s failed [request %s]", where, request_id, extra={"request_id": request_id}
+                )
+            if finished:
+                return
+            with contextlib.suppress(Exception):  # the client may be gone already
+                if started:  # mid-stream: end the body cleanly instead of resetting
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
+                if dependency is not None:
+                    retry_after = self.retry_after_s()
+                    response = JSONResponse(
+                        unavailable_body(
+                            f"{dependency} is unavailable; retry shortly", retry_after, request_id
+                        ),
+                        status_code=503,
+                        headers={"Retry-After": str(retry_after), "X-Request-ID": request_id},
+                    )
+                else:
+                    response = JSONResponse(
+                        {"error": "internal server error", "requestId": request_id},
+                        status_code=500,
+                        headers={"X-Request-ID": request_id},
+                    )
+                await response(scope, receive, send)

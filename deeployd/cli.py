@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -118,7 +119,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         "DEEPLOYD_SECRET_KEY": os.environ.get("DEEPLOYD_SECRET_KEY")
         or _read_or_create(data_dir / "secret-key", SecretBox.generate_key),
     }
-    supervisor = Supervisor()
+    supervisor = Supervisor(on_event=_announce)
     postgres: EmbeddedPostgres | None = None
     stopping = False
 
@@ -143,13 +144,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 f"starting Temporal dev server (history in {data_dir / 'temporal.db'}) …",
                 flush=True,
             )
-            process = start_temporal_dev_server(
-                port=args.temporal_port,
-                ui_port=args.ui_port,
-                db_file=data_dir / "temporal.db",
-                log_file=data_dir / "temporal.log",
-            )
-            supervisor.adopt("temporal", process)
+
+            def start_temporal() -> subprocess.Popen[bytes]:
+                return start_temporal_dev_server(
+                    port=args.temporal_port,
+                    ui_port=args.ui_port,
+                    db_file=data_dir / "temporal.db",
+                    log_file=data_dir / "temporal.log",
+                )
+
+            supervisor.adopt("temporal", start_temporal(), start_temporal)
             env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{args.temporal_port}"
         env["DEEPLOYD_TEMPORAL_UI_URL"] = ui_url
         os.environ.update(env)
@@ -185,13 +189,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
             + "\nPress Ctrl-C to stop everything.\n",
             flush=True,
         )
+        # Only Ctrl-C stops the stack: a child that dies is restarted (with backoff).
+        postgres_down_since: float | None = None
         while not stopping:
-            exited = supervisor.first_exited()
-            if exited is not None:
-                print(
-                    f"{exited[0]} exited with code {exited[1]}; stopping the stack", file=sys.stderr
-                )
-                return 1
+            supervisor.poll()
+            if postgres is not None and not postgres.is_running():
+                postgres_down_since = _restart_postgres(postgres, postgres_down_since)
+            else:
+                postgres_down_since = None
             time.sleep(0.3)
         return 0
     finally:
@@ -200,6 +205,27 @@ def cmd_dev(args: argparse.Namespace) -> int:
         if postgres is not None:
             postgres.stop()
         print("stopped", flush=True)
+
+
+def _announce(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def _restart_postgres(postgres: EmbeddedPostgres, down_since: float | None) -> float | None:
+    """Start the embedded PostgreSQL again after a crash; returns when it went down if the
+    restart failed (the next poll tries again), else None."""
+    now = time.monotonic()
+    if down_since is None:
+        _announce("PostgreSQL stopped; restarting it")
+        down_since = now
+    try:
+        postgres.restart()
+    except Exception as exc:  # e.g. shared memory still held by exiting backends
+        _announce(f"PostgreSQL could not be restarted yet ({exc}); retrying")
+        time.sleep(min(5.0, 0.5 + (now - down_since) / 4))
+        return down_since
+    _announce(f"PostgreSQL restarted (pid {postgres.pid})")
+    return None
 
 
 def _wait_healthy(api_url: str, timeout: float = 60.0) -> None:

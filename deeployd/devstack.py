@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,22 @@ class EmbeddedPostgres:
         self._server = pgserver.get_server(pgdata, cleanup_mode="stop")
         self.url: str = self._server.get_uri()
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's PID while it runs."""
+        info = self._server.get_postmaster_info()
+        return info.pid if info is not None and info.is_running() else None
+
+    def is_running(self) -> bool:
+        from pgserver.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self._server.pgdata)
+        return info is not None and info.is_running()
+
+    def restart(self) -> None:
+        """Start the server again on the same data (after a crash); the URL stays the same."""
+        self._server.ensure_postgres_running()
+
     def stop(self) -> None:
         self._server.cleanup()
 
@@ -115,28 +132,99 @@ def stop_process(process: subprocess.Popen[Any], *, timeout: float = 15.0) -> No
 
 
 @dataclass
+class Child:
+    """One supervised process and how to start it again."""
+
+    name: str
+    start: Callable[[], subprocess.Popen[Any]]
+    process: subprocess.Popen[Any]
+    restart: bool = True
+    started_at: float = field(default_factory=time.monotonic)
+    delay: float = 0.0
+    restart_at: float | None = None
+    restarts: int = 0
+
+
+@dataclass
 class Supervisor:
-    """Children started in order and stopped in reverse order."""
+    """Children started in order and stopped in reverse order.
 
-    children: list[tuple[str, subprocess.Popen[Any]]] = field(default_factory=list)
+    `poll()` restarts a child that exits (with exponential backoff, capped; the backoff resets
+    once the child has stayed up `stable_after` seconds) and returns the name of one that exited
+    and may not be restarted.
+    """
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(args, env={**os.environ, **env}, start_new_session=True)
-        self.children.append((name, process))
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
+    stable_after: float = 60.0
+    children: list[Child] = field(default_factory=list)
+    on_event: Callable[[str], None] = field(default=lambda message: log.warning("%s", message))
+
+    def spawn(
+        self, name: str, args: list[str], env: dict[str, str], *, restart: bool = True
+    ) -> subprocess.Popen[bytes]:
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(args, env={**os.environ, **env}, start_new_session=True)
+
+        process = start()
+        self.children.append(Child(name, start, process, restart=restart))
         return process
 
-    def adopt(self, name: str, process: subprocess.Popen[Any]) -> None:
-        self.children.append((name, process))
+    def adopt(
+        self,
+        name: str,
+        process: subprocess.Popen[Any],
+        start: Callable[[], subprocess.Popen[Any]] | None = None,
+    ) -> None:
+        """Supervise an already started process; without `start` it is not restarted."""
+        self.children.append(
+            Child(name, start or (lambda: process), process, restart=start is not None)
+        )
 
-    def first_exited(self) -> tuple[str, int] | None:
-        for name, process in self.children:
-            code = process.poll()
-            if code is not None:
-                return name, code
+    def process(self, name: str) -> subprocess.Popen[Any]:
+        return next(child.process for child in self.children if child.name == name)
+
+    def poll(self) -> str | None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    self._restart(child)
+                continue
+            code = child.process.poll()
+            if code is None:
+                if now - child.started_at >= self.stable_after:
+                    child.delay = 0.0  # it stayed up: the next crash restarts quickly again
+                continue
+            if not child.restart:
+                self.on_event(f"{child.name} exited with code {code}")
+                return child.name
+            child.delay = (
+                self.initial_backoff if child.delay == 0 else min(child.delay * 2, self.max_backoff)
+            )
+            child.restart_at = now + child.delay
+            self.on_event(
+                f"{child.name} exited with code {code}; restarting it in {child.delay:.1f}s"
+            )
         return None
 
+    def _restart(self, child: Child) -> None:
+        try:
+            child.process = child.start()
+        except Exception as exc:  # e.g. a port still held: try again after a longer pause
+            child.delay = min(max(child.delay, self.initial_backoff) * 2, self.max_backoff)
+            child.restart_at = time.monotonic() + child.delay
+            self.on_event(
+                f"{child.name} could not be restarted ({exc}); trying again in {child.delay:.1f}s"
+            )
+            return
+        child.restart_at = None
+        child.restarts += 1
+        child.started_at = time.monotonic()
+        self.on_event(f"{child.name} restarted (pid {child.process.pid})")
+
     def stop_all(self) -> None:
-        for name, process in reversed(self.children):
-            log.info("stopping %s", name)
-            stop_process(process)
+        for child in reversed(self.children):
+            log.info("stopping %s", child.name)
+            stop_process(child.process)
         self.children.clear()

@@ -13,6 +13,14 @@ from deeployd.security import SecretBox
 from deeployd.settings import Settings
 
 
+class DependencyUnavailable(Exception):
+    """PostgreSQL or Temporal cannot be reached right now; the caller may retry shortly."""
+
+    def __init__(self, dependency: str, message: str | None = None) -> None:
+        super().__init__(message or f"{dependency} is not reachable")
+        self.dependency = dependency
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -25,7 +33,7 @@ class Services:
     async def open(
         cls, settings: Settings, *, with_temporal: bool = True, with_bus: bool = False
     ) -> Services:
-        db = Database(settings.require_database_url())
+        db = Database.from_settings(settings)
         await db.open()
         publisher = EventPublisher(
             db.pool, coalesce_ms=settings.event_coalesce_ms, max_batch=settings.event_max_batch

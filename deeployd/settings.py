@@ -51,6 +51,29 @@ class Settings(BaseSettings):
     sse_queue_size: int = 2000
     auth_cache_seconds: float = 5.0
 
+    # Faults (docs/operations.md): bounded waits, so a request fails fast with 503 while a
+    # dependency is down instead of hanging.
+    db_connect_timeout_seconds: int = Field(
+        default=3, ge=2, description="libpq `connect_timeout` for every PostgreSQL connection"
+    )
+    db_pool_timeout_seconds: float = Field(
+        default=3.0, gt=0, description="Longest wait for a free pooled connection before a 503"
+    )
+    db_statement_timeout_ms: int = Field(
+        default=30_000,
+        ge=0,
+        description="PostgreSQL `statement_timeout` of the service's sessions (0: none)",
+    )
+    temporal_rpc_timeout_seconds: float = Field(
+        default=3.0, gt=0, description="How long the API retries a Temporal call before a 503"
+    )
+    retry_after_seconds: int = Field(
+        default=2, ge=1, description="`Retry-After` of a 503 while PostgreSQL or Temporal is down"
+    )
+    idempotency_retention_hours: float = Field(
+        default=24.0, gt=0, description="How long an `Idempotency-Key` is remembered"
+    )
+
     # Agent runs (docs/agents.md)
     alert_sweep_seconds: float = Field(
         default=30.0,

@@ -13,6 +13,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RetryConfig
 
 from deeployd.settings import Settings
 
@@ -38,11 +39,19 @@ SEARCH_ATTRIBUTES = (
 )
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, max_retry_seconds: float | None = None) -> Client:
+    """`max_retry_seconds` bounds how long one call retries while the server is unreachable
+    (the API sets it so a request fails with 503 in seconds; the worker keeps the default)."""
+    retry = (
+        RetryConfig(max_elapsed_time_millis=int(max_retry_seconds * 1000))
+        if max_retry_seconds is not None
+        else RetryConfig()
+    )
     return await Client.connect(
         settings.require_temporal_address(),
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        retry_config=retry,
     )
 
 

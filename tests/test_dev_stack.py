@@ -9,15 +9,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
+import psutil
 
 from deeployd.devstack import free_port
+from tests.agent_support import scripted_agent
 
 KEY = "dk_test-bootstrap-key-0123456789abcdef"
 
 
-def start_dev(data_dir: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[str], list[str]]:
+def start_dev(
+    data_dir: Path, ports: dict[str, int], stderr: IO[str] | None = None
+) -> tuple[subprocess.Popen[str], list[str]]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")}
     env["DEEPLOYD_BOOTSTRAP_API_KEY"] = KEY
     env.pop("DEEPLOYD_ALLOW_PRIVATE_URLS", None)
@@ -38,7 +43,7 @@ def start_dev(data_dir: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[s
         ],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr or subprocess.DEVNULL,
         text=True,
     )
     banner: list[str] = []
@@ -107,3 +112,94 @@ def test_the_private_urls_notice_says_what_is_allowed_and_why() -> None:
 
     assert "allowed (DEEPLOYD_ALLOW_PRIVATE_URLS unset" in private_urls_notice(True, None)
     assert "refused (DEEPLOYD_ALLOW_PRIVATE_URLS=false)" in private_urls_notice(False, "false")
+
+
+def child_pid(parent: int, marker: str, *, other_than: int = 0, timeout: float = 60) -> int:
+    """The PID of `parent`'s live child process whose command line contains `marker`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in psutil.Process(parent).children():
+            try:
+                if (
+                    child.pid != other_than
+                    and marker in " ".join(child.cmdline())
+                    and child.status() != psutil.STATUS_ZOMBIE
+                ):
+                    return child.pid
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.2)
+    raise AssertionError(f"no child of {parent} runs {marker!r}")
+
+
+def answered_by_an_agent(api: str, auth: dict[str, str]) -> str:
+    agent = httpx.post(
+        f"{api}/api/agents", headers=auth, json=scripted_agent([{"text": "still here"}])
+    )
+    assert agent.status_code == 201, agent.text
+    agent_id = agent.json()["id"]
+    conversation = httpx.post(
+        f"{api}/api/conversations", headers=auth, json={"agentId": agent_id}
+    ).json()
+    answer = httpx.post(
+        f"{api}/api/conversations/{conversation['id']}/messages?wait=true",
+        headers=auth,
+        json={"content": "hello"},
+        timeout=90,
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["status"])
+
+
+def wait_until_serving(api: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{api}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the API did not come back")
+
+
+def test_dev_restarts_a_killed_worker_and_api_and_keeps_serving(tmp_path: Path) -> None:
+    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port()}
+    log_path = tmp_path / "dev.stderr"
+    with log_path.open("w") as stderr:
+        process, _ = start_dev(tmp_path / "data", ports, stderr)
+    api = f"http://127.0.0.1:{ports['api']}"
+    auth = {"Authorization": f"Bearer {KEY}"}
+    try:
+        first_worker = child_pid(process.pid, "-m worker")
+        os.kill(first_worker, signal.SIGKILL)
+        child_pid(process.pid, "-m worker", other_than=first_worker)
+        assert process.poll() is None  # the stack did not stop
+        # The new worker runs a conversation to the end.
+        assert answered_by_an_agent(api, auth) == "completed"
+
+        first_api = child_pid(process.pid, "deeployd.cli api")
+        os.kill(first_api, signal.SIGKILL)
+        child_pid(process.pid, "deeployd.cli api", other_than=first_api)
+        wait_until_serving(api)
+        assert httpx.get(f"{api}/api/me", headers=auth).json()["orgName"] == "default"
+
+        # The embedded PostgreSQL is started again on the same data.
+        postmaster = int((tmp_path / "data" / "pg" / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while "PostgreSQL restarted" not in log_path.read_text():
+            assert time.monotonic() < deadline, "PostgreSQL was not restarted"
+            time.sleep(0.2)
+        wait_until_serving(api)
+        assert httpx.get(f"{api}/api/secrets", headers=auth).status_code == 200
+        assert process.poll() is None
+    finally:
+        code = stop_with_ctrl_c(process)
+    assert code == 0
+    assert not any(listening(p) for p in ports.values())
+    events = log_path.read_text()
+    assert "worker exited with code -9; restarting it" in events
+    assert "api exited with code -9; restarting it" in events
+    assert "worker restarted" in events and "api restarted" in events
+    assert "PostgreSQL stopped; restarting it" in events and "PostgreSQL restarted" in events

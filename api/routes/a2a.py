@@ -20,18 +20,21 @@ from sse_starlette import ServerSentEvent
 
 from api.deps import (
     CurrentPrincipal,
+    IdempotencyKeyHeader,
     LastEventIdDep,
     ServicesDep,
     StreamerDep,
     StreamPrincipal,
     TemporalDep,
     WritePrincipal,
+    idempotency_key,
 )
 from deeployd.a2a import events as tev
 from deeployd.a2a import service, store
 from deeployd.a2a import tools as _tools  # noqa: F401  (registers ask_user / call_agent)
 from deeployd.a2a.server import PREFIX, build_a2a_app, card_response, load_agent
 from deeployd.eventlog import EventFilter, StoredEvent
+from deeployd.idempotency import KeyTaken, canonical_json, lookup_in
 from deeployd.models.a2a import TASK_STATES, A2AFollowUp, A2ATaskCreate
 from deeployd.services import Services
 from deeployd.sse import encode_control
@@ -73,8 +76,18 @@ async def default_agent_card(
 
 @router.post("/api/a2a/tasks", status_code=status.HTTP_201_CREATED, summary="Create a task")
 async def create_task(
-    body: A2ATaskCreate, principal: WritePrincipal, services: ServicesDep, client: TemporalDep
+    body: A2ATaskCreate,
+    request: Request,
+    principal: WritePrincipal,
+    services: ServicesDep,
+    client: TemporalDep,
+    key: IdempotencyKeyHeader = None,
 ) -> dict[str, Any]:
+    """A retry with the same `Idempotency-Key` creates nothing and answers with the task the
+    first request created (as it is now)."""
+    idempotency = idempotency_key(
+        request, principal, key, canonical_json(body.model_dump(mode="json"))
+    )
     if isinstance(body.message, str):
         message = {"role": "ROLE_USER", "parts": [{"text": body.message}]}
     else:
@@ -94,19 +107,26 @@ async def create_task(
         message = {"role": "ROLE_USER", "parts": parts}
         if body.message.message_id:
             message["messageId"] = body.message.message_id
-    try:
-        row = await service.create_task(
-            services,
-            client,
-            principal.org_id,
-            body.agent_id,
-            message,
-            context_id=body.context_id
-            or (None if isinstance(body.message, str) else body.message.context_id),
-        )
-    except service.A2AServiceError as exc:
-        raise _http_error(exc) from None
-    return store.task_json(row)
+    while True:
+        stored = await lookup_in(services.db.pool, idempotency) if idempotency else None
+        if stored is not None:
+            return await _task_json(services, principal.org_id, stored.body["taskId"])
+        try:
+            row = await service.create_task(
+                services,
+                client,
+                principal.org_id,
+                body.agent_id,
+                message,
+                context_id=body.context_id
+                or (None if isinstance(body.message, str) else body.message.context_id),
+                idempotency=idempotency,
+            )
+        except service.A2AServiceError as exc:
+            raise _http_error(exc) from None
+        except KeyTaken:
+            continue  # a concurrent request with the key created the task: answer with it
+        return store.task_json(row)
 
 
 @router.get("/api/a2a/tasks", summary="List tasks, newest first")

@@ -7,12 +7,13 @@ conversation's current or latest run, resuming by Last-Event-ID.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
 from api.deps import (
     CurrentPrincipal,
+    IdempotencyKeyHeader,
     LastEventIdDep,
     ServicesDep,
     SessionDep,
@@ -20,10 +21,12 @@ from api.deps import (
     StreamPrincipal,
     TemporalDep,
     WritePrincipal,
+    idempotency_key,
 )
 from deeployd.agents import events as ev
-from deeployd.agents import service
+from deeployd.agents import service, store
 from deeployd.eventlog import EventFilter
+from deeployd.idempotency import IdempotencyKey, KeyTaken, canonical_json, lookup_in
 from deeployd.ids import new_id
 from deeployd.models.agent import (
     Agent,
@@ -154,23 +157,51 @@ def _run_stream(streamer: StreamerDep, org_id: str, run_id: str, resume: int | N
     )
 
 
+async def _started_once(
+    services: ServicesDep,
+    client: TemporalDep,
+    org_id: str,
+    conversation_id: str,
+    content: str,
+    idempotency: IdempotencyKey | None,
+) -> tuple[str, str, str, bool]:
+    """(run id, message id, run status, replayed): the run this message started, the first
+    time or — for a retry with the same Idempotency-Key — the one the first request started."""
+    while True:
+        stored = await lookup_in(services.db.pool, idempotency) if idempotency else None
+        if stored is not None:
+            run = await store.get_run(services.db.pool, org_id, stored.body["runId"])
+            status = run["status"] if run is not None else "unknown"
+            return stored.body["runId"], stored.body["messageId"], status, True
+        try:
+            started = await service.send_message(
+                services, client, org_id, conversation_id, content, idempotency=idempotency
+            )
+        except KeyTaken:
+            continue  # a concurrent request with the key won: answer with its run
+        return started.run["id"], started.message_id, started.run["status"], False
+
+
 @router.post("/{conversation_id}/messages", response_model=None)
 async def send_message(
     conversation_id: str,
     body: MessageCreate,
+    request: Request,
     principal: WritePrincipal,
     services: ServicesDep,
     client: TemporalDep,
     streamer: StreamerDep,
     stream: bool = False,
     wait: bool = False,
+    key: IdempotencyKeyHeader = None,
 ) -> Any:
     """Send a message. `?stream=true`: the SSE stream of its run; `?wait=true`: the final
-    answer; otherwise 202 `{runId}` at once."""
-    started = await service.send_message(
-        services, client, principal.org_id, conversation_id, body.content
+    answer; otherwise 202 `{runId}` at once. A retry with the same `Idempotency-Key` sends
+    nothing new and gets the first request's run (its stream from the beginning, its answer)."""
+    idempotency = idempotency_key(request, principal, key, canonical_json(body.content))
+    run_id, message_id, run_status, replayed = await _started_once(
+        services, client, principal.org_id, conversation_id, body.content, idempotency
     )
-    run_id = started.run["id"]
     if stream:
         return _run_stream(streamer, principal.org_id, run_id, 0)
     if wait:
@@ -194,9 +225,12 @@ async def send_message(
             }
         )
     return JSONResponse(
-        {"runId": run_id, "messageId": started.message_id, "status": started.run["status"]},
+        {"runId": run_id, "messageId": message_id, "status": run_status},
         status_code=202,
-        headers={"Location": f"/api/runs/{run_id}"},
+        headers={
+            "Location": f"/api/runs/{run_id}",
+            **({"Idempotent-Replayed": "true"} if replayed else {}),
+        },
     )
 
 

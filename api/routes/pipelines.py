@@ -15,6 +15,7 @@ from sse_starlette import EventSourceResponse
 from api.deps import (
     MAX_BIGINT,
     CurrentPrincipal,
+    IdempotencyKeyHeader,
     LastEventIdDep,
     PageOffset,
     ServicesDep,
@@ -23,10 +24,12 @@ from api.deps import (
     StreamPrincipal,
     TemporalDep,
     WritePrincipal,
+    idempotency_key,
 )
 from api.input_guard import parse_items_body
 from deeployd import temporal
 from deeployd.eventlog import EventFilter
+from deeployd.idempotency import IdempotencyKey
 from deeployd.ids import new_id
 from deeployd.models import utcnow
 from deeployd.models.pipeline import (
@@ -370,12 +373,19 @@ async def ingest_response(
     items: list[dict[str, Any]],
     *,
     raw: bytes | None = None,
+    idempotency: IdempotencyKey | None = None,
     **kw: Any,
 ) -> JSONResponse:
     try:
         if raw is not None:
             text = raw.decode()
-            offsets = await ingest_json_array(services, org_id, pipeline_id, text, len(items))
+            offsets = await ingest_json_array(
+                services, org_id, pipeline_id, text, len(items), idempotency=idempotency
+            )
+        elif idempotency is not None:
+            offsets = await ingest_items(
+                services, org_id, pipeline_id, items, idempotency=idempotency
+            )
         else:
             offsets = await ingest_items(services, org_id, pipeline_id, items, **kw)
     except PipelineNotFound:
@@ -399,7 +409,11 @@ async def ingest_response(
 
 @router.post("/pipelines/{pipeline_id}/process", status_code=202)
 async def process_item(
-    pipeline_id: str, request: Request, principal: WritePrincipal, services: ServicesDep
+    pipeline_id: str,
+    request: Request,
+    principal: WritePrincipal,
+    services: ServicesDep,
+    key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Push one item (a JSON object). 202 once it is durable, with its offset."""
     item = await _json_body(request)
@@ -407,12 +421,19 @@ async def process_item(
         raise RequestValidationError(
             [{"loc": ("body",), "msg": "an item must be a JSON object", "type": "value_error"}]
         )
-    return await ingest_response(services, principal.org_id, pipeline_id, [item])
+    idempotency = idempotency_key(request, principal, key, request.state.raw_body)
+    return await ingest_response(
+        services, principal.org_id, pipeline_id, [item], idempotency=idempotency
+    )
 
 
 @router.post("/pipelines/{pipeline_id}/batch", status_code=202)
 async def process_batch(
-    pipeline_id: str, request: Request, principal: WritePrincipal, services: ServicesDep
+    pipeline_id: str,
+    request: Request,
+    principal: WritePrincipal,
+    services: ServicesDep,
+    key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Push up to 10,000 items: a JSON array of objects, or `{"items": [...]}`. All or none
     are accepted (one statement); 429 with Retry-After when the pipeline has too much pending."""
@@ -444,11 +465,19 @@ async def process_batch(
                     }
                 ]
             )
+    idempotency = idempotency_key(request, principal, key, request.state.raw_body)
     if isinstance(body, list):  # pass the validated array text through as it is
         return await ingest_response(
-            services, principal.org_id, pipeline_id, items, raw=request.state.raw_body
+            services,
+            principal.org_id,
+            pipeline_id,
+            items,
+            raw=request.state.raw_body,
+            idempotency=idempotency,
         )
-    return await ingest_response(services, principal.org_id, pipeline_id, items)
+    return await ingest_response(
+        services, principal.org_id, pipeline_id, items, idempotency=idempotency
+    )
 
 
 # --- observability ------------------------------------------------------------------------

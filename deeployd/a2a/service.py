@@ -25,6 +25,7 @@ from deeployd import temporal
 from deeployd.a2a import events as tev
 from deeployd.a2a import store
 from deeployd.eventlog import EventFilter, StoredEvent, replay
+from deeployd.idempotency import IdempotencyKey, forget
 from deeployd.models.a2a import TERMINAL_STATES
 from deeployd.services import Services
 
@@ -92,8 +93,12 @@ async def create_task(
     *,
     context_id: str | None = None,
     before_start: Callable[[str], Awaitable[None]] | None = None,
+    idempotency: IdempotencyKey | None = None,
 ) -> dict[str, Any]:
     """Store the task and its first message, then start its workflow; returns the task row.
+
+    With `idempotency`, the key is committed with the task (KeyTaken when a concurrent request
+    with the key won) and dropped again if the workflow cannot start.
 
     `before_start(task_id)` runs between the two (e.g. to store a push-notification config
     that must see the task's first events).
@@ -117,6 +122,7 @@ async def create_task(
         context_id=context_id,
         workflow_id=wf_id,
         message=message,
+        idempotency=idempotency,
     )
     await services.publisher.publish(
         org_id,
@@ -152,6 +158,8 @@ async def create_task(
         )
     except Exception as exc:
         log.exception("could not start A2A task %s", task_id)
+        if idempotency is not None:
+            await forget(pool, idempotency)  # a retry with the key tries again
         # Never leave a submitted task behind that no workflow will ever move.
         failed = await store.update_task(
             pool, org_id, task_id, state="failed", error=f"could not start the task: {exc}"

@@ -18,6 +18,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from deeployd.idempotency import IdempotencyKey, remember
+
 # History is bounded: a long-lived task keeps its most recent messages.
 MAX_HISTORY = 200
 MAX_ARTIFACTS = 100
@@ -137,7 +139,9 @@ async def insert_task(
     workflow_id: str,
     message: dict[str, Any],
     metadata: dict[str, Any] | None = None,
+    idempotency: IdempotencyKey | None = None,
 ) -> dict[str, Any]:
+    """With `idempotency`, the key is committed with the task (KeyTaken if already taken)."""
     async with pool.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
@@ -157,6 +161,8 @@ async def insert_task(
         )
         row = await cur.fetchone()
         assert row is not None
+        if idempotency is not None:
+            await remember(conn, idempotency, 201, {"taskId": task_id})
         return row
 
 

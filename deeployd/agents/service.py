@@ -30,6 +30,7 @@ from deeployd import temporal
 from deeployd.agents import store
 from deeployd.agents.cancellation import notify_cancel
 from deeployd.agents.events import RUN_STARTED, RUN_STATUS_CHANGED, RunEvents, run_item
+from deeployd.idempotency import IdempotencyKey, forget, remember
 from deeployd.ids import new_id
 from deeployd.models.agent import RunPublic, TokenUsage
 from deeployd.netguard import UnsafeURLError, check_url_syntax
@@ -195,9 +196,18 @@ class StartedRun:
 
 
 async def send_message(
-    services: Services, client: TemporalClient, org_id: str, conversation_id: str, content: str
+    services: Services,
+    client: TemporalClient,
+    org_id: str,
+    conversation_id: str,
+    content: str,
+    *,
+    idempotency: IdempotencyKey | None = None,
 ) -> StartedRun:
     """Store the message, create its run and start the run's workflow.
+
+    With `idempotency`, the key is committed with the message and its run (KeyTaken when a
+    concurrent request with the key won), and dropped again if the workflow cannot start.
 
     While another run of the conversation is active: `reject` -> 409, `enqueue` -> the new run
     waits its turn, `interrupt` -> the active (and queued) runs are cancelled and the new run
@@ -266,6 +276,8 @@ async def send_message(
         await cur.execute(
             "UPDATE conversations SET updated_at = now() WHERE id = %s", (conversation_id,)
         )
+        if idempotency is not None:
+            await remember(conn, idempotency, 202, {"runId": run_id, "messageId": message_id})
     from activities.agent_runs import RunPlan, RunRef
     from workflows.agent_run import AgentRunInput, AgentRunWorkflow
 
@@ -310,6 +322,8 @@ async def send_message(
         )
     except Exception as exc:
         log.exception("could not start workflow for run %s", run_id)
+        if idempotency is not None:
+            await forget(pool, idempotency)  # a retry with the key tries again
         # Never leave a run behind that no workflow will ever finish.
         failed = await store.update_run(
             pool,

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from deeployd.idempotency import IdempotencyKey, KeyTaken, lookup, remember
 from deeployd.pipelines.errors import BackpressureExceeded, PipelineNotFound
 
 if TYPE_CHECKING:
@@ -75,11 +76,14 @@ async def ingest_items(
     items: list[dict[str, Any]],
     *,
     dedup_keys: list[str] | None = None,
+    idempotency: IdempotencyKey | None = None,
 ) -> list[int]:
     """Append `items` durably (one statement) and return their offsets, in input order.
 
     With `dedup_keys` (one per item, unique per pipeline), an item whose key was already
     ingested is not appended again; its entry in the result is the offset it got the first time.
+    With `idempotency`, a request already answered gets the first answer's offsets and nothing
+    is appended (the key is committed with the items: see deeployd/idempotency.py).
     Raises PipelineNotFound, or BackpressureExceeded when pending >= options.maxPending.
     """
     if not items:
@@ -87,6 +91,8 @@ async def ingest_items(
         return []
     if dedup_keys is not None and len(dedup_keys) != len(items):
         raise ValueError("dedup_keys must have one key per item")
+    if dedup_keys is not None and idempotency is not None:
+        raise ValueError("dedup_keys already make the append idempotent; pass one or the other")
     params = {
         "id": pipeline_id,
         "org": org_id,
@@ -94,12 +100,10 @@ async def ingest_items(
         "values": [_dumps(item) for item in items],
         "keys": dedup_keys if dedup_keys is not None else [None] * len(items),
     }
-    async with services.db.pool.connection() as conn:
-        cursor = await conn.execute(
-            _APPEND_DEDUP if dedup_keys is not None else _APPEND_PLAIN, params
-        )
-        row = await cursor.fetchone()
-    assert row is not None
+    sql = _APPEND_DEDUP if dedup_keys is not None else _APPEND_PLAIN
+    row = await _append(services, sql, params, idempotency)
+    if isinstance(row, list):
+        return row  # the stored answer to an earlier request with the same key
     base, _, offsets, keys = row
     if base is None:
         await _raise_refusal(services, org_id, pipeline_id)
@@ -111,17 +115,44 @@ async def ingest_items(
 
 
 async def ingest_json_array(
-    services: Services, org_id: str, pipeline_id: str, array_text: str, count: int
+    services: Services,
+    org_id: str,
+    pipeline_id: str,
+    array_text: str,
+    count: int,
+    *,
+    idempotency: IdempotencyKey | None = None,
 ) -> list[int]:
     """Like ingest_items for a JSON array text of `count` objects (validated by the caller)."""
     params = {"id": pipeline_id, "org": org_id, "n": count, "array": array_text}
-    async with services.db.pool.connection() as conn:
-        cursor = await conn.execute(_APPEND_ARRAY, params)
-        row = await cursor.fetchone()
-    assert row is not None
+    row = await _append(services, _APPEND_ARRAY, params, idempotency)
+    if isinstance(row, list):
+        return row
     if row[0] is None:
         await _raise_refusal(services, org_id, pipeline_id)
     return list(row[2])
+
+
+async def _append(
+    services: Services, sql: str, params: dict[str, Any], idempotency: IdempotencyKey | None
+) -> tuple[Any, ...] | list[int]:
+    """Run one append statement; with a key, in one transaction with the key's row (or return
+    the offsets stored for the key, appending nothing)."""
+    while True:
+        try:
+            async with services.db.pool.connection() as conn:
+                if idempotency is not None:
+                    stored = await lookup(conn, idempotency)
+                    if stored is not None:
+                        return [int(o) for o in stored.body["offsets"]]
+                cursor = await conn.execute(sql, params)
+                row = await cursor.fetchone()
+                assert row is not None
+                if idempotency is not None and row[0] is not None:
+                    await remember(conn, idempotency, 202, {"offsets": list(row[2])})
+                return tuple(row)
+        except KeyTaken:
+            continue  # rolled back; the next lookup finds the winner's answer
 
 
 async def latest_offset(services: Services, pipeline_id: str) -> int:
