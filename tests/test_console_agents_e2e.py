@@ -49,3 +49,23 @@ async def test_playground_streams_tokens_and_an_approval_click_resumes_the_run(
     await expect(answer).to_contain_text("Approved and done.")
     await expect(answer).to_have_attribute("data-done", "true")
     await expect(page.locator("#pg-status")).to_contain_text("done")
+
+
+async def test_playground_closes_a_run_stream_after_done_instead_of_reconnecting(
+    api: RunningApi, org: Org, worker: Services, page: Page
+) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        await create_agent(
+            http, org, scripted_agent([{"text": "Short answer."}], name="one-shot agent")
+        )
+    opened: list[str] = []
+    page.on("request", lambda r: opened.append(r.url) if "/stream" in r.url else None)
+    await sign_in(page, api.url, org.admin_key, view="playground")
+    await page.fill("#pg-input", "Hello")
+    await page.click("#pg-send")
+    answer = page.locator("[data-role=answer]").last
+    await expect(answer).to_have_attribute("data-done", "true")
+    # A reconnect would come after the first backoff step (1 s); give it three.
+    await page.wait_for_timeout(3000)
+    run_streams = [url for url in opened if "/api/runs/" in url]
+    assert len(run_streams) == 1, run_streams

@@ -1,8 +1,10 @@
 // EventSource with the product docs' best practices: access_token auth, reconnection with
 // exponential backoff (capped at 30 s) that resumes from the last event id, explicit close.
+// `endOn(data)` marks a stream's last event (a run's `done`): the stream closes after it instead
+// of reconnecting to a stream that has ended.
 import { session } from "./api.js";
 
-export function openStream(path, params, onEvent, { onStatus } = {}) {
+export function openStream(path, params, onEvent, { onStatus, endOn } = {}) {
   let source = null;
   let lastEventId = null;
   let attempts = 0;
@@ -25,6 +27,11 @@ export function openStream(path, params, onEvent, { onStatus } = {}) {
       let data;
       try { data = JSON.parse(message.data); } catch { return; }
       onEvent(data, message.lastEventId);
+      if (endOn && endOn(data)) {
+        closed = true;
+        source.close();
+        onStatus && onStatus("ended");
+      }
     };
     source.onerror = () => {
       source.close();

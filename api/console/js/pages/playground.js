@@ -97,7 +97,7 @@ export async function mount(root) {
           finish(`error: ${data.code || ""}`);
           break;
       }
-    });
+    }, { endOn: (data) => data.type === "done" || data.type === "error" });
   }
 
   send.addEventListener("click", sendMessage);

@@ -7,6 +7,8 @@ import { openStream } from "../stream.js";
 const FLOW = ["submitted", "working", "input-required", "completed"];
 // A2A 1.0 JSON names states TASK_STATE_INPUT_REQUIRED; the stream's updates also carry "input-required".
 const norm = (state) => String(state || "").replace(/^TASK_STATE_/, "").toLowerCase().replace(/_/g, "-");
+// A task in one of these states never changes again: its stream ends there.
+const ENDED = new Set(["completed", "failed", "canceled", "rejected"]);
 
 export async function mount(root) {
   const list = h("tbody", { id: "task-rows" });
@@ -92,7 +94,7 @@ export async function mount(root) {
       }
       artifactBox.replaceChildren(...[...artifacts.entries()].map(([id, text]) =>
         h("div", {}, h("b", {}, id), h("div", { class: "artifact", "data-artifact": id }, text))));
-    });
+    }, { endOn: (data) => data.type === "statusUpdate" && ENDED.has(data.state || norm(data.status?.state)) });
   }
 
   await refresh();
