@@ -246,7 +246,7 @@ async def test_the_docs_basic_streaming_and_command_center_samples(
         # The basic sample: tokens, the tool call, then done with usage and cost; it closes.
         await until(lambda: page.evaluate("window.sample.readyState === 2"))
         tokens = await calls(page, "appendToResponse")
-        assert "".join(t[0] for t in tokens) == "Let me compute that.It is 35."
+        assert "".join(t[0] for t in tokens) == "Let me compute that.\n\nIt is 35."
         assert await calls(page, "showToolCall") == [["calculator", {"expression": "(2 + 3) * 7"}]]
         assert any(line.startswith("Tokens:") for line in logs)
         assert any(line.startswith("Cost:") for line in logs)

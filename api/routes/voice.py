@@ -43,7 +43,7 @@ from deeployd.voice.service import (
     UsageRecord,
     record_usage,
 )
-from deeployd.voice.text import split_sentences
+from deeployd.voice.text import clean, split_sentences
 
 router = APIRouter(tags=["voice"])
 
@@ -199,6 +199,8 @@ async def tts_stream(
     text = body.text
     if not text.strip():
         errors.append(("text", "text must not be empty"))
+    elif not clean(text).strip():
+        errors.append(("text", "text has nothing to speak (only control characters)"))
     elif len(text) > settings.voice_max_chars:
         errors.append(
             ("text", f"text is {len(text)} characters; the maximum is {settings.voice_max_chars}")

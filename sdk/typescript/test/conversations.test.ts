@@ -39,7 +39,8 @@ test("a streamed conversation with a tool call approved through the SDK", async 
   assert.ok(types.indexOf("tool_result") > approval);
   assert.equal(types.at(-1), "done");
   const text = events.flatMap((e) => (e.type === "token" ? [e.token] : [])).join("");
-  assert.equal(text, `${FIRST}The calculator says 35.`);
+  // Consecutive turns read as paragraphs.
+  assert.equal(text, `${FIRST}\n\nThe calculator says 35.`);
   const result = events.find((e) => e.type === "tool_result");
   assert.ok(result?.type === "tool_result" && JSON.stringify(result.result).includes("35"));
   const done = events.at(-1);
