@@ -234,3 +234,17 @@ async def test_a_streams_early_sentences_go_before_other_streams_later_ones(
     finally:
         gate.open()
     assert gate.texts[piper.workers :] == ["First sentence.", "Fourth sentence."]
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "wav"])
+async def test_text_with_nothing_to_say_still_streams_decodable_audio(
+    api: RunningApi, org: Org, fmt: str
+) -> None:
+    async with httpx.AsyncClient(base_url=api.url, timeout=60) as http:
+        response = await tts(http, org, text="« »", format=fmt)
+        blank = await tts(http, org, text="\x08\x07", format=fmt)
+    assert response.status_code == 200, response.text
+    decoded = decode(response.content, fmt, pcm_rate=int(response.headers["x-sample-rate"]))
+    assert decoded.seconds > 0
+    assert blank.status_code == 422
+    assert "nothing to speak" in blank.text

@@ -142,6 +142,13 @@ class SynthesisStream(AudioSource):
                 data = await asyncio.to_thread(self._encode, pcm)
                 if data:
                     await self._queue.put(data)  # blocks when the client reads slowly
+            if self.encoder.samples_in == 0:
+                # Text the engine found nothing to say in (e.g. only punctuation) still gets a
+                # short, decodable stream rather than an empty body.
+                silence = bytes(2 * (self.encoder.source_rate // 10))
+                data = await asyncio.to_thread(self._encode, silence)
+                if data:
+                    await self._queue.put(data)
             tail = await asyncio.to_thread(self._finish)
             if tail:
                 await self._queue.put(tail)
