@@ -8,11 +8,10 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.deps import CurrentPrincipal, ServicesDep, SettingsDep
+from api.routes.pipelines import check_pipeline_body
 from deeployd.agents.providers import provider_names
 from deeployd.agents.tools import list_tools
 from deeployd.models.pipeline import PipelineCreate
-from deeployd.pipelines.config import validate_pipeline_body
-from deeployd.pipelines.sources import lifecycle as source_hooks
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 
@@ -51,13 +50,7 @@ async def validate_pipeline(
 ) -> Response:
     """204 when `POST /api/streaming/pipelines` would accept the body; else the same 422."""
     data = body.model_dump(mode="json", by_alias=True)
-    await validate_pipeline_body(
-        data,
-        principal.org_id,
-        services.db,
-        allow_private_urls=services.settings.allow_private_urls,
-    )
-    await source_hooks.check_source(services, principal.org_id, data["source"])
+    await check_pipeline_body(services, principal.org_id, data)
     return Response(status_code=204)
 
 

@@ -95,6 +95,15 @@ def _body_dict(body: PipelineCreate | PipelineUpdate) -> dict[str, Any]:
     return body.model_dump(mode="json", by_alias=True)
 
 
+async def check_pipeline_body(services: Services, org_id: str, data: dict[str, Any]) -> None:
+    """Every check a pipeline body must pass before it is stored (422 naming the path)."""
+    await validate_pipeline_body(
+        data, org_id, services.db, allow_private_urls=services.settings.allow_private_urls
+    )
+    await source_hooks.check_source(services, org_id, data["source"])
+    await source_hooks.check_destination(services, org_id, data["destination"])
+
+
 # --- CRUD ---------------------------------------------------------------------------------
 
 
@@ -106,14 +115,7 @@ async def create_pipeline(
 ) -> PipelinePublic:
     """Create a pipeline (status `created`). Every config error is a 422 naming its path."""
     data = _body_dict(body)
-    await validate_pipeline_body(
-        data,
-        principal.org_id,
-        services.db,
-        allow_private_urls=services.settings.allow_private_urls,
-    )
-    await source_hooks.check_source(services, principal.org_id, data["source"])
-    await source_hooks.check_destination(services, principal.org_id, data["destination"])
+    await check_pipeline_body(services, principal.org_id, data)
     row = Pipeline(
         id=new_id("pl"),
         org_id=principal.org_id,
@@ -181,14 +183,7 @@ async def update_pipeline(
     (the next batch); stateful transforms start with fresh state when the chain changes."""
     row = await _get(session, principal.org_id, pipeline_id)
     data = _body_dict(body)
-    await validate_pipeline_body(
-        data,
-        principal.org_id,
-        services.db,
-        allow_private_urls=services.settings.allow_private_urls,
-    )
-    await source_hooks.check_source(services, principal.org_id, data["source"])
-    await source_hooks.check_destination(services, principal.org_id, data["destination"])
+    await check_pipeline_body(services, principal.org_id, data)
     old_source = dict(row.source)
     row.name = body.name
     row.source, row.transforms = data["source"], data["transforms"]
