@@ -9,13 +9,14 @@ from fastapi import Depends, Header, HTTPException, Query, Request, status
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client as TemporalClient
 
+from api.sse import EventStreamer, last_event_id
+from deeployd.errors import Unavailable
 from deeployd.idempotency import MAX_KEY_LENGTH, IdempotencyKey
 from deeployd.models.organization import Scope
 from deeployd.orgs import KeyAuthenticator, Principal
 from deeployd.secretstore import SecretStore
-from deeployd.services import DependencyUnavailable, Services
+from deeployd.services import Services
 from deeployd.settings import Settings
-from deeployd.sse import EventStreamer, last_event_id
 
 
 def get_services(request: Request) -> Services:
@@ -43,7 +44,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 def get_temporal(services: ServicesDep) -> TemporalClient:
     if services.temporal is None:
-        raise DependencyUnavailable("Temporal", "Temporal is not reachable yet")
+        raise Unavailable("Temporal", "Temporal is not reachable yet")
     return services.temporal
 
 

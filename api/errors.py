@@ -17,27 +17,21 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from deeployd.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unavailable,
+    format_loc,
+)
 from deeployd.idempotency import IdempotencyKeyReused
-from deeployd.services import DependencyUnavailable
-
-_LOCATION_ROOTS = {"body", "query", "path", "header", "cookie"}
 
 
 def format_location(loc: Sequence[Any]) -> str:
     """('body', 'transforms', 1, 'config') -> 'transforms[1].config'."""
-    parts = list(loc)
-    prefix = ""
-    if parts and parts[0] in _LOCATION_ROOTS:
-        root = parts.pop(0)
-        if root != "body":
-            prefix = f"{root}."
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return prefix + text
+    return format_loc(list(loc))
 
 
 def describe_errors(errors: Sequence[Any]) -> list[str]:
@@ -81,7 +75,7 @@ def unavailable_dependency(exc: BaseException) -> str | None:
     """'PostgreSQL' or 'Temporal' when `exc` means that dependency is down, unreachable or timed
     out (a retry shortly may succeed); None for anything else."""
     for cause in _causes(exc):
-        if isinstance(cause, DependencyUnavailable):
+        if isinstance(cause, Unavailable):
             return cause.dependency
         if isinstance(
             cause,
@@ -143,7 +137,36 @@ async def _key_reused_handler(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+_DOMAIN_STATUS: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, Forbidden: 403}
+
+
+async def _domain_handler(request: Request, exc: Exception) -> Response:
+    """A service's refusal, in the same shapes as FastAPI's own errors."""
+    assert isinstance(exc, DomainError)
+    if isinstance(exc, Invalid):
+        errors = [{"loc": list(e.loc), "msg": e.msg, "type": "value_error"} for e in exc.errors]
+        return JSONResponse(
+            status_code=422,
+            content={"detail": errors, "errors": describe_errors(errors)},
+        )
+    if isinstance(exc, Unavailable):
+        retry_after = _retry_after(request)
+        return JSONResponse(
+            status_code=503,
+            content={
+                "detail": exc.message,
+                **unavailable_body(
+                    exc.message, retry_after, getattr(request.state, "request_id", None)
+                ),
+            },
+            headers={"Retry-After": str(retry_after)},
+        )
+    status = next((code for kind, code in _DOMAIN_STATUS.items() if isinstance(exc, kind)), 400)
+    return JSONResponse(status_code=status, content={"detail": exc.message})
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(IdempotencyKeyReused, _key_reused_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)

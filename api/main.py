@@ -29,13 +29,13 @@ from api.routes import (
     secrets,
     voice,
 )
+from api.sse import EventStreamer
 from deeployd import temporal
 from deeployd.logging import configure_logging
 from deeployd.orgs import KeyAuthenticator, KeyLiveness
 from deeployd.pipelines.sources import api_event as api_event_source
 from deeployd.services import Services
 from deeployd.settings import Settings, get_settings
-from deeployd.sse import EventStreamer
 
 log = logging.getLogger(__name__)
 

@@ -517,3 +517,21 @@ def _tune_gc_for_fan_out() -> None:
     gen0, gen1, gen2 = gc.get_threshold()
     if gen0 and gen0 < _GC_GEN0_THRESHOLD:  # 0 means the collector is disabled: leave it
         gc.set_threshold(_GC_GEN0_THRESHOLD, gen1, gen2)
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """How a finite stream ends: its key, the event that ends it and that event's types."""
+
+    key: str
+    types: frozenset[str]
+    ends: Callable[[StoredEvent], bool]
+
+
+async def end_event_id(pool: AsyncConnectionPool, flt: EventFilter, end: StreamEnd) -> int | None:
+    """The id of the event that ended the stream, or None while it has not ended."""
+    narrowed = EventFilter(flt.org_id, flt.streams, end.types, flt.predicate)
+    async for event in replay(pool, narrowed, after=0):
+        if end.ends(event):
+            return event.id
+    return None

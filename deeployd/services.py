@@ -13,14 +13,6 @@ from deeployd.security import SecretBox
 from deeployd.settings import Settings
 
 
-class DependencyUnavailable(Exception):
-    """PostgreSQL or Temporal cannot be reached right now; the caller may retry shortly."""
-
-    def __init__(self, dependency: str, message: str | None = None) -> None:
-        super().__init__(message or f"{dependency} is not reachable")
-        self.dependency = dependency
-
-
 @dataclass
 class Services:
     settings: Settings

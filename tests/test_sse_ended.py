@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 import deeployd
+from api.sse_ended import READER_COOKIE, EndedStreams
 from deeployd.services import Services
-from deeployd.sse_ended import READER_COOKIE, EndedStreams
 from tests.agent_support import auth, create_agent, create_conversation, read_sse, scripted_agent
 from tests.conftest import Org, RunningApi
 

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from api.sse import UNAUTHORIZED_FRAME
 from deeployd import tenantdb
 from deeployd.db import Database
 from deeployd.devstack import free_port
@@ -31,7 +32,6 @@ from deeployd.pipelines.sources import database_change
 from deeployd.sdk.sse import parse_sse
 from deeployd.services import Services
 from deeployd.settings import Settings
-from deeployd.sse import UNAUTHORIZED_FRAME
 from deeployd.voice.providers import OpenAISpeech, ProviderError
 from tests.agent_support import (
     auth,

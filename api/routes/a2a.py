@@ -1,5 +1,5 @@
 """A2A tasks over the platform's REST API (the docs' "A2A Task Streaming"), and the mounting of
-the A2A protocol endpoints (`deeployd.a2a.server`) plus the organisation's default agent card.
+the A2A protocol endpoints (`api.a2a_server`) plus the organisation's default agent card.
 
     POST /api/a2a/tasks                  {agentId, message, contextId?} -> 201 task
     GET  /api/a2a/tasks                  ?agentId&contextId&state&pageSize&pageToken
@@ -18,6 +18,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response,
 from fastapi.exceptions import RequestValidationError
 from sse_starlette import ServerSentEvent
 
+from api.a2a_server import PREFIX, build_a2a_app, card_response, load_agent
 from api.deps import (
     CurrentPrincipal,
     IdempotencyKeyHeader,
@@ -29,16 +30,15 @@ from api.deps import (
     WritePrincipal,
     idempotency_key,
 )
+from api.sse import encode_control
+from api.sse_ended import EndTracker, StreamEnd, StreamReader
 from deeployd.a2a import events as tev
 from deeployd.a2a import service, store
 from deeployd.a2a import tools as _tools  # noqa: F401  (registers ask_user / call_agent)
-from deeployd.a2a.server import PREFIX, build_a2a_app, card_response, load_agent
 from deeployd.eventlog import EventFilter, StoredEvent
 from deeployd.idempotency import KeyTaken, canonical_json, lookup_in
 from deeployd.models.a2a import TASK_STATES, A2AFollowUp, A2ATaskCreate
 from deeployd.services import Services
-from deeployd.sse import encode_control
-from deeployd.sse_ended import EndTracker, StreamEnd, StreamReader
 
 router = APIRouter(tags=["a2a"])
 

@@ -23,6 +23,7 @@ from api.deps import (
     WritePrincipal,
     idempotency_key,
 )
+from api.sse_ended import EndTracker, StreamReader
 from deeployd.agents import events as ev
 from deeployd.agents import service, store
 from deeployd.eventlog import EventFilter
@@ -39,7 +40,6 @@ from deeployd.models.agent import (
     MessagePublic,
     Run,
 )
-from deeployd.sse_ended import EndTracker, StreamReader
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 

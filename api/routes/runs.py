@@ -16,11 +16,11 @@ from api.deps import (
     TemporalDep,
     WritePrincipal,
 )
+from api.sse_ended import EndTracker
 from deeployd.agents import events as ev
 from deeployd.agents import service, store
 from deeployd.eventlog import EventFilter
 from deeployd.models.agent import ApprovalDecision, RunPublic, RunStatus
-from deeployd.sse_ended import EndTracker
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 

@@ -54,8 +54,8 @@ from deeployd.a2a.stores import PostgresPushConfigStore, PostgresTaskStore, agen
 from deeployd.models.a2a import TERMINAL_STATES
 from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.orgs import KeyLiveness
+from deeployd.revocation import KEY_RECHECK_SECONDS, KeyRevoked, revocable
 from deeployd.services import Services
-from deeployd.sse import KEY_RECHECK_SECONDS, KeyRevoked, revocable
 from deeployd.storable import find_unstorable
 
 # A blocking SendMessage answers at the latest after this long (with the task as it is then).

@@ -15,8 +15,7 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from deeployd.eventlog import EventPublisher
-from deeployd.sse_ended import StreamEnd
+from deeployd.eventlog import EventPublisher, StreamEnd
 
 # Chat-level events on `run:<runId>`.
 TOKEN = "token"

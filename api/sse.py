@@ -4,16 +4,15 @@ Wire format: `id:` is the event-log id, no `event:` name (so a browser's `onmess
 everything), `data:` is a JSON object with a `type`. A reader resumes with the `Last-Event-ID`
 header (or `?lastEventId=`): stored events are replayed from the log, then the stream switches
 to live delivery with no gap and no duplicate. A reconnect to a stream that has already ended is
-answered 204 (see `deeployd.sse_ended`).
+answered 204 (see `api.sse_ended`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Header, Query
@@ -22,15 +21,14 @@ from psycopg_pool import AsyncConnectionPool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
+from api.sse_ended import EndedStreams
 from deeployd import metrics
 from deeployd.eventlog import EventBus, EventFilter, StoredEvent, Subscription, replay
-from deeployd.sse_ended import EndedStreams
+from deeployd.revocation import KEY_RECHECK_SECONDS, KeyCheck, KeyRevoked, revocable
 
 log = logging.getLogger(__name__)
 
 _FRAMES_PER_SEND = 256
-# How often an open stream re-checks that its API key is still valid.
-KEY_RECHECK_SECONDS = 2.0
 UNAUTHORIZED_FRAME = {
     "type": "error",
     "code": "unauthorized",
@@ -38,7 +36,6 @@ UNAUTHORIZED_FRAME = {
 }
 
 # `await key_check(key_id)`: is this API key still valid?
-KeyCheck = Callable[[str], Awaitable[bool]]
 
 
 def encode_frame(event: StoredEvent) -> bytes:
@@ -102,62 +99,6 @@ class _EventSourceResponse(EventSourceResponse):
                 self.body_iterator, key_id, self.key_check, self.recheck_seconds
             )
         await super().__call__(scope, receive, send)
-
-
-class KeyRevoked(Exception):
-    """The API key a stream was opened with has been revoked."""
-
-
-async def revocable(
-    frames: AsyncIterable[Any], key_id: str, key_check: KeyCheck, every: float
-) -> AsyncGenerator[Any]:
-    """`frames`, while the key stays valid; raises KeyRevoked once it is revoked.
-
-    A watcher task re-checks the key every `every` seconds, so an idle stream notices too, and
-    nothing is added per frame (the hot path of a busy fan-out). When the key is revoked while
-    this generator waits for the next frame, the watcher interrupts that wait (a cancellation
-    this generator takes back); otherwise the flag is seen before the next frame is awaited.
-    """
-    task = asyncio.current_task()
-    state = {"waiting": False, "revoked": False}
-
-    async def watch() -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                valid = await key_check(key_id)
-            except Exception:  # the database is down: keep streaming, check again later
-                log.warning("sse: cannot re-check key %s", key_id, exc_info=True)
-                continue
-            if not valid:
-                state["revoked"] = True
-                if state["waiting"] and task is not None:
-                    task.cancel()
-                return
-
-    watcher = asyncio.create_task(watch())
-    iterator = aiter(frames)
-    try:
-        while not state["revoked"]:
-            state["waiting"] = True
-            try:
-                frame = await anext(iterator)
-            except StopAsyncIteration:
-                return
-            except asyncio.CancelledError:
-                # Ours (the key was revoked) unless someone else cancelled the task as well.
-                if not state["revoked"] or task is None or task.uncancel() > 0:
-                    raise
-                break
-            finally:
-                state["waiting"] = False
-            yield frame
-        raise KeyRevoked(key_id)
-    finally:
-        watcher.cancel()
-        closer = getattr(iterator, "aclose", None)
-        if closer is not None:
-            await closer()
 
 
 async def until_revoked(

@@ -20,13 +20,12 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Cookie, Depends
 from psycopg_pool import AsyncConnectionPool
 
-from deeployd.eventlog import EventFilter, StoredEvent, replay
+from deeployd.eventlog import EventFilter, StoredEvent, StreamEnd, end_event_id
 
 READER_COOKIE = "deeployd_sse"
 _READER = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -40,15 +39,6 @@ def stream_reader(
 
 
 StreamReader = Annotated[str | None, Depends(stream_reader)]
-
-
-@dataclass(frozen=True)
-class StreamEnd:
-    """How a finite stream ends: its key, the event that ends it and that event's types."""
-
-    key: str
-    types: frozenset[str]
-    ends: Callable[[StoredEvent], bool]
 
 
 class EndedStreams:
@@ -85,15 +75,6 @@ class EndedStreams:
 
     def __len__(self) -> int:
         return len(self._seen)
-
-
-async def end_event_id(pool: AsyncConnectionPool, flt: EventFilter, end: StreamEnd) -> int | None:
-    """The id of the event that ended the stream, or None while it has not ended."""
-    narrowed = EventFilter(flt.org_id, flt.streams, end.types, flt.predicate)
-    async for event in replay(pool, narrowed, after=0):
-        if end.ends(event):
-            return event.id
-    return None
 
 
 class EndTracker:
