@@ -1,13 +1,15 @@
 """Agents: what model, prompt and tools a conversation's runs use."""
 
-from fastapi import APIRouter, HTTPException, status
-from sqlmodel import col, select
+from fastapi import APIRouter, status
 
 from api.deps import CurrentPrincipal, SessionDep, WritePrincipal
+from api.lookup import found
+from deeployd.agents import store
 from deeployd.agents.service import validate_agent
+from deeployd.errors import Conflict
 from deeployd.ids import new_id
 from deeployd.models import utcnow
-from deeployd.models.agent import Agent, AgentCreate, AgentPublic, AgentUpdate, Conversation
+from deeployd.models.agent import Agent, AgentCreate, AgentPublic, AgentUpdate
 
 router = APIRouter(prefix="/api/agents", tags=["agents"])
 
@@ -17,12 +19,7 @@ def _public(row: Agent) -> AgentPublic:
 
 
 async def _get(session: SessionDep, org_id: str, agent_id: str) -> Agent:
-    row = (
-        await session.exec(select(Agent).where(Agent.id == agent_id, Agent.org_id == org_id))
-    ).first()
-    if row is None:
-        raise HTTPException(404, "agent not found")
-    return row
+    return found(await store.find_owned(session, Agent, org_id, agent_id), "agent")
 
 
 @router.post("", status_code=201, response_model=AgentPublic, response_model_by_alias=True)
@@ -30,20 +27,14 @@ async def create_agent(
     body: AgentCreate, principal: WritePrincipal, session: SessionDep
 ) -> AgentPublic:
     validate_agent(body.model_dump())
-    data = body.model_dump()
-    row = Agent(id=new_id("agt"), org_id=principal.org_id, **data)
-    session.add(row)
-    await session.commit()
-    await session.refresh(row)
+    row = Agent(id=new_id("agt"), org_id=principal.org_id, **body.model_dump())
+    await store.save_row(session, row)
     return _public(row)
 
 
 @router.get("", response_model=list[AgentPublic], response_model_by_alias=True)
 async def list_agents(principal: CurrentPrincipal, session: SessionDep) -> list[AgentPublic]:
-    rows = await session.exec(
-        select(Agent).where(Agent.org_id == principal.org_id).order_by(col(Agent.created_at))
-    )
-    return [_public(r) for r in rows]
+    return [_public(r) for r in await store.list_agents(session, principal.org_id)]
 
 
 @router.get("/{agent_id}", response_model=AgentPublic, response_model_by_alias=True)
@@ -61,9 +52,7 @@ async def _update(
     for key, value in changes.items():
         setattr(row, key, value)
     row.updated_at = utcnow()
-    session.add(row)
-    await session.commit()
-    await session.refresh(row)
+    await store.save_row(session, row)
     return _public(row)
 
 
@@ -87,10 +76,6 @@ async def put_agent(
 @router.delete("/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_agent(agent_id: str, principal: WritePrincipal, session: SessionDep) -> None:
     row = await _get(session, principal.org_id, agent_id)
-    used = (
-        await session.exec(select(Conversation.id).where(Conversation.agent_id == agent_id))
-    ).first()
-    if used is not None:
-        raise HTTPException(409, "the agent has conversations; delete those first")
-    await session.delete(row)
-    await session.commit()
+    if await store.agent_has_conversations(session, principal.org_id, agent_id):
+        raise Conflict("the agent has conversations; delete those first")
+    await store.delete_row(session, row)

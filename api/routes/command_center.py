@@ -2,10 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
-from sqlmodel import col, select
+from fastapi import APIRouter, Query, status
 from sse_starlette import EventSourceResponse
 
 from api.deps import (
@@ -17,6 +14,7 @@ from api.deps import (
     StreamPrincipal,
     WritePrincipal,
 )
+from api.lookup import found
 from deeployd.agents import events as ev
 from deeployd.agents import service, store
 from deeployd.agents.alerts import ensure_sweep_schedule, evaluate_org_rules, evaluate_rule
@@ -24,7 +22,6 @@ from deeployd.eventlog import EventFilter, StoredEvent
 from deeployd.ids import new_id
 from deeployd.models import utcnow
 from deeployd.models.agent import (
-    Alert,
     AlertPublic,
     AlertRule,
     AlertRuleCreate,
@@ -52,29 +49,7 @@ def _agent_filter(agent_ids: frozenset[str]):  # type: ignore[no-untyped-def]
 
 
 MAX_HISTORY = 500
-
-
-async def _history_start(
-    pool: AsyncConnectionPool, flt: EventFilter, agents: frozenset[str] | None, count: int
-) -> int | None:
-    """The id to replay after so that the last `count` matching events come first (or None)."""
-    clauses = ["org_id = %s", "stream = ANY(%s)"]
-    params: list[Any] = [flt.org_id, list(flt.streams or ())]
-    if flt.types is not None:
-        clauses.append("type = ANY(%s)")
-        params.append(list(flt.types))
-    if agents:  # the same rule as `_agent_filter`, in SQL so the count is of matching events
-        clauses.append("(type LIKE 'alert:%%' OR data->>'agentId' = ANY(%s))")
-        params.append(list(agents))
-    params.append(count)
-    async with pool.connection() as conn:
-        cursor = await conn.execute(
-            f"SELECT min(id) FROM (SELECT id FROM events WHERE {' AND '.join(clauses)} "
-            "ORDER BY id DESC LIMIT %s) AS recent",
-            params,
-        )
-        row = await cursor.fetchone()
-    return int(row[0]) - 1 if row is not None and row[0] is not None else None
+MAX_LIVE_RUNS = 1000
 
 
 @router.get("/stream", summary="SSE of the organisation's run and alert events (resumable)")
@@ -102,21 +77,22 @@ async def stream(
     )
     # A reconnecting reader sends its Last-Event-ID, which wins: history only seeds a new view.
     if resume is None and history:
-        resume = await _history_start(streamer.pool, flt, agents, history)
+        resume = await store.command_center_replay_start(
+            streamer.pool, flt.org_id, flt.streams or (), flt.types, agents, history
+        )
     return streamer.response(flt, resume_after=resume)
 
 
 @router.get("/runs/live", response_model=list[RunPublic], response_model_by_alias=True)
 async def live_runs(principal: CurrentPrincipal, services: ServicesDep) -> list[RunPublic]:
     """Active runs (queued, running, waiting for input), oldest first."""
-    async with services.db.pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            f"SELECT {store._RUN_COLUMNS} FROM runs WHERE org_id = %s AND status = ANY(%s) "
-            "ORDER BY created_at LIMIT 1000",
-            (principal.org_id, list(service.ACTIVE)),
-        )
-        rows = await cur.fetchall()
+    rows = await store.list_runs(
+        services.db.pool,
+        principal.org_id,
+        statuses=service.ACTIVE,
+        oldest_first=True,
+        limit=MAX_LIVE_RUNS,
+    )
     return [service.run_public(r, services.settings) for r in rows]
 
 
@@ -124,14 +100,7 @@ async def live_runs(principal: CurrentPrincipal, services: ServicesDep) -> list[
 
 
 async def _rule(session: SessionDep, org_id: str, rule_id: str) -> AlertRule:
-    row = (
-        await session.exec(
-            select(AlertRule).where(AlertRule.id == rule_id, AlertRule.org_id == org_id)
-        )
-    ).first()
-    if row is None:
-        raise HTTPException(404, "alert rule not found")
-    return row
+    return found(await store.find_owned(session, AlertRule, org_id, rule_id), "alert rule")
 
 
 async def _evaluated(
@@ -151,8 +120,7 @@ async def create_rule(
 ) -> AlertRulePublic:
     """Create a rule; it is evaluated at once and whenever a run ends."""
     row = AlertRule(id=new_id("alr"), org_id=principal.org_id, **body.model_dump(mode="json"))
-    session.add(row)
-    await session.commit()
+    await store.save_row(session, row)
     if services.temporal is not None:  # windowed rules also clear as time passes
         await ensure_sweep_schedule(services.temporal, services.settings)
     return await _evaluated(services, session, principal.org_id, row.id)
@@ -160,11 +128,7 @@ async def create_rule(
 
 @router.get("/alert-rules", response_model=list[AlertRulePublic], response_model_by_alias=True)
 async def list_rules(principal: CurrentPrincipal, session: SessionDep) -> list[AlertRulePublic]:
-    rows = await session.exec(
-        select(AlertRule)
-        .where(AlertRule.org_id == principal.org_id)
-        .order_by(col(AlertRule.created_at))
-    )
+    rows = await store.list_alert_rules(session, principal.org_id)
     return [AlertRulePublic.model_validate(r.model_dump()) for r in rows]
 
 
@@ -191,8 +155,7 @@ async def update_rule(
     for key, value in body.model_dump(mode="json", exclude_unset=True).items():
         setattr(row, key, value)
     row.updated_at = utcnow()
-    session.add(row)
-    await session.commit()
+    await store.save_row(session, row)
     return await _evaluated(services, session, principal.org_id, rule_id)
 
 
@@ -203,12 +166,10 @@ async def delete_rule(
     row = await _rule(session, principal.org_id, rule_id)
     if row.state == "firing":  # resolve its alert first, so nothing stays active forever
         row.enabled = False
-        session.add(row)
-        await session.commit()
+        await store.save_row(session, row)
         await evaluate_rule(services, principal.org_id, rule_id)
         await session.refresh(row)
-    await session.delete(row)
-    await session.commit()
+    await store.delete_row(session, row)
 
 
 @router.get("/alerts", response_model=list[AlertPublic], response_model_by_alias=True)
@@ -223,8 +184,5 @@ async def list_alerts(
 ) -> list[Any]:
     """Active and recent alerts, newest first (windowed rules are re-evaluated first)."""
     await evaluate_org_rules(services, principal.org_id)
-    query = select(Alert).where(Alert.org_id == principal.org_id)
-    if status_filter:
-        query = query.where(Alert.status == status_filter)
-    rows = await session.exec(query.order_by(col(Alert.triggered_at).desc()).limit(limit))
+    rows = await store.list_alerts(session, principal.org_id, status=status_filter, limit=limit)
     return [AlertPublic.model_validate(r.model_dump()) for r in rows]

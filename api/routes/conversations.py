@@ -7,9 +7,8 @@ conversation's current or latest run, resuming by Last-Event-ID.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from sqlmodel import col, select
 
 from api.deps import (
     CurrentPrincipal,
@@ -23,9 +22,11 @@ from api.deps import (
     WritePrincipal,
     idempotency_key,
 )
+from api.lookup import found
 from api.sse_ended import EndTracker, StreamReader
 from deeployd.agents import events as ev
 from deeployd.agents import service, store
+from deeployd.errors import Conflict, Invalid, NotFound
 from deeployd.eventlog import EventFilter
 from deeployd.idempotency import IdempotencyKey, KeyTaken, canonical_json, lookup_in
 from deeployd.ids import new_id
@@ -35,10 +36,8 @@ from deeployd.models.agent import (
     ConversationCreate,
     ConversationDetail,
     ConversationPublic,
-    Message,
     MessageCreate,
     MessagePublic,
-    Run,
 )
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
@@ -47,25 +46,13 @@ MAX_WAIT_SECONDS = 300.0
 
 
 async def _get(session: SessionDep, org_id: str, conversation_id: str) -> Conversation:
-    row = (
-        await session.exec(
-            select(Conversation).where(
-                Conversation.id == conversation_id, Conversation.org_id == org_id
-            )
-        )
-    ).first()
-    if row is None:
-        raise HTTPException(404, "conversation not found")
-    return row
+    return found(
+        await store.find_owned(session, Conversation, org_id, conversation_id), "conversation"
+    )
 
 
 async def _messages(session: SessionDep, org_id: str, conversation_id: str) -> list[MessagePublic]:
-    rows = await session.exec(
-        select(Message)
-        .where(Message.conversation_id == conversation_id, Message.org_id == org_id)
-        .order_by(col(Message.seq))
-        .limit(1000)
-    )
+    rows = await store.conversation_messages(session, org_id, conversation_id)
     return [MessagePublic.model_validate(r.model_dump()) for r in rows]
 
 
@@ -73,17 +60,9 @@ async def _messages(session: SessionDep, org_id: str, conversation_id: str) -> l
 async def create_conversation(
     body: ConversationCreate, principal: WritePrincipal, session: SessionDep
 ) -> ConversationPublic:
-    agent = (
-        await session.exec(
-            select(Agent).where(Agent.id == body.agent_id, Agent.org_id == principal.org_id)
-        )
-    ).first()
+    agent = await store.find_owned(session, Agent, principal.org_id, body.agent_id)
     if agent is None:
-        from fastapi.exceptions import RequestValidationError
-
-        raise RequestValidationError(
-            [{"loc": ("body", "agentId"), "msg": "unknown agent", "type": "value_error"}]
-        )
+        raise Invalid(("body", "agentId"), "unknown agent")
     row = Conversation(
         id=new_id("conv"),
         org_id=principal.org_id,
@@ -91,9 +70,7 @@ async def create_conversation(
         title=body.title,
         multitask=body.multitask.value,
     )
-    session.add(row)
-    await session.commit()
-    await session.refresh(row)
+    await store.save_row(session, row)
     return ConversationPublic.model_validate(row.model_dump())
 
 
@@ -104,10 +81,7 @@ async def list_conversations(
     agent_id: Annotated[str | None, Query(alias="agentId")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ConversationPublic]:
-    query = select(Conversation).where(Conversation.org_id == principal.org_id)
-    if agent_id:
-        query = query.where(Conversation.agent_id == agent_id)
-    rows = await session.exec(query.order_by(col(Conversation.updated_at).desc()).limit(limit))
+    rows = await store.list_conversations(session, principal.org_id, agent_id=agent_id, limit=limit)
     return [ConversationPublic.model_validate(r.model_dump()) for r in rows]
 
 
@@ -129,22 +103,12 @@ async def delete_conversation(
     conversation_id: str, principal: WritePrincipal, session: SessionDep
 ) -> None:
     row = await _get(session, principal.org_id, conversation_id)
-    busy = (
-        await session.exec(
-            select(Run.id).where(
-                Run.conversation_id == conversation_id,
-                col(Run.status).in_(service.ACTIVE),
-            )
-        )
-    ).first()
+    busy = await store.conversation_run_id(
+        session, principal.org_id, conversation_id, service.ACTIVE
+    )
     if busy is not None:
-        raise HTTPException(409, f"run {busy} is still active; cancel it first")
-    for message in await session.exec(
-        select(Message).where(Message.conversation_id == conversation_id)
-    ):
-        await session.delete(message)
-    await session.delete(row)
-    await session.commit()
+        raise Conflict(f"run {busy} is still active; cancel it first")
+    await store.delete_conversation(session, row)
 
 
 def _run_stream(streamer: StreamerDep, org_id: str, run_id: str, resume: int | None) -> Response:
@@ -256,19 +220,11 @@ async def list_or_stream_messages(
                 for m in await _messages(session, principal.org_id, conversation_id)
             ]
         )
-    run_id = conversation.active_run_id
+    run_id = conversation.active_run_id or await store.conversation_run_id(
+        session, principal.org_id, conversation_id
+    )
     if run_id is None:
-        latest = (
-            await session.exec(
-                select(Run.id)
-                .where(Run.conversation_id == conversation_id, Run.org_id == principal.org_id)
-                .order_by(col(Run.created_at).desc())
-                .limit(1)
-            )
-        ).first()
-        if latest is None:
-            raise HTTPException(404, "the conversation has no runs yet")
-        run_id = latest
+        raise NotFound("the conversation has no runs yet")
     flt = EventFilter(principal.org_id, frozenset({ev.run_stream(run_id)}))
     tracker = EndTracker(streamer.ended, streamer.pool, flt, ev.run_end(run_id), reader)
     if await tracker.already_ended(resume):

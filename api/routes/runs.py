@@ -5,7 +5,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
-from psycopg.rows import dict_row
 
 from api.deps import (
     CurrentPrincipal,
@@ -36,29 +35,15 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[RunPublic]:
     """Newest first. `since` (ISO time) keeps runs created at or after it."""
-    where = ["org_id = %s"]
-    params: list[Any] = [principal.org_id]
-    if agent_id:
-        where.append("agent_id = %s")
-        params.append(agent_id)
-    if conversation_id:
-        where.append("conversation_id = %s")
-        params.append(conversation_id)
-    if status is not None:
-        where.append("status = %s")
-        params.append(status.value)
-    if since is not None:
-        where.append("created_at >= %s")
-        params.append(since)
-    params.append(limit)
-    async with services.db.pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            f"SELECT {store._RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
-            "ORDER BY created_at DESC LIMIT %s",
-            params,
-        )
-        rows = await cur.fetchall()
+    rows = await store.list_runs(
+        services.db.pool,
+        principal.org_id,
+        agent_id=agent_id,
+        conversation_id=conversation_id,
+        statuses=None if status is None else (status.value,),
+        since=since,
+        limit=limit,
+    )
     return [service.run_public(r, services.settings) for r in rows]
 
 

@@ -7,13 +7,18 @@ run once per model call or tool call of every run. Every statement filters by `o
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any, TypeVar
 
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+from sqlmodel import SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from deeployd.ids import new_id
+from deeployd.models.agent import Agent, Alert, AlertRule, Conversation, Message, Run
 
 # How much conversation history a model call sees (most recent messages, bounded).
 MAX_HISTORY_MESSAGES = 200
@@ -25,6 +30,184 @@ _RUN_COLUMNS = (
     "prompt_tokens, completion_tokens, cost, model_calls, tool_calls, result, error, error_code, "
     "created_at, started_at, completed_at"
 )
+
+
+# --- rows the API reads and edits (ORM session; every query filters by org) --------------------
+
+Owned = TypeVar("Owned", Agent, Conversation, AlertRule)
+
+
+async def find_owned(
+    session: AsyncSession, model: type[Owned], org_id: str, row_id: str
+) -> Owned | None:
+    """The organisation's agent, conversation or alert rule with this id (None: no such row)."""
+    query = select(model).where(model.id == row_id, model.org_id == org_id)
+    return (await session.exec(query)).first()
+
+
+async def save_row(session: AsyncSession, row: SQLModel) -> None:
+    """Insert or update one row and read it back (database defaults included)."""
+    session.add(row)
+    await session.commit()
+    await session.refresh(row)
+
+
+async def delete_row(session: AsyncSession, row: SQLModel) -> None:
+    await session.delete(row)
+    await session.commit()
+
+
+async def list_agents(session: AsyncSession, org_id: str) -> list[Agent]:
+    query = select(Agent).where(Agent.org_id == org_id).order_by(col(Agent.created_at))
+    return list(await session.exec(query))
+
+
+async def agent_has_conversations(session: AsyncSession, org_id: str, agent_id: str) -> bool:
+    query = select(Conversation.id).where(
+        Conversation.agent_id == agent_id, Conversation.org_id == org_id
+    )
+    return (await session.exec(query)).first() is not None
+
+
+Listed = TypeVar("Listed", Conversation, Alert)
+
+
+async def _newest_first(
+    session: AsyncSession,
+    model: type[Listed],
+    org_id: str,
+    by: Any,
+    limit: int,
+    **equal: str | None,
+) -> list[Listed]:
+    """The organisation's rows, newest by `by` first; each given (non-empty) `equal` value must
+    match its column."""
+    query = select(model).where(model.org_id == org_id)
+    for column, value in equal.items():
+        if value:
+            query = query.where(getattr(model, column) == value)
+    return list(await session.exec(query.order_by(col(by).desc()).limit(limit)))
+
+
+async def list_conversations(
+    session: AsyncSession, org_id: str, *, agent_id: str | None, limit: int
+) -> list[Conversation]:
+    """Most recently updated first."""
+    by = Conversation.updated_at
+    return await _newest_first(session, Conversation, org_id, by, limit, agent_id=agent_id)
+
+
+async def conversation_messages(
+    session: AsyncSession, org_id: str, conversation_id: str, limit: int = 1000
+) -> list[Message]:
+    """Oldest first."""
+    query = (
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.org_id == org_id)
+        .order_by(col(Message.seq))
+        .limit(limit)
+    )
+    return list(await session.exec(query))
+
+
+async def conversation_run_id(
+    session: AsyncSession,
+    org_id: str,
+    conversation_id: str,
+    statuses: Collection[str] | None = None,
+) -> str | None:
+    """The id of one of the conversation's runs in `statuses` (any status if None), the newest."""
+    query = select(Run.id).where(Run.conversation_id == conversation_id, Run.org_id == org_id)
+    if statuses is not None:
+        query = query.where(col(Run.status).in_(list(statuses)))
+    return (await session.exec(query.order_by(col(Run.created_at).desc()).limit(1))).first()
+
+
+async def delete_conversation(session: AsyncSession, row: Conversation) -> None:
+    """The conversation and its messages (its runs stay, for the record)."""
+    messages = select(Message).where(
+        Message.conversation_id == row.id, Message.org_id == row.org_id
+    )
+    for message in await session.exec(messages):
+        await session.delete(message)
+    await delete_row(session, row)
+
+
+async def list_runs(
+    pool: AsyncConnectionPool,
+    org_id: str,
+    *,
+    agent_id: str | None = None,
+    conversation_id: str | None = None,
+    statuses: Collection[str] | None = None,
+    since: datetime | None = None,
+    oldest_first: bool = False,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Runs by creation time (newest first unless `oldest_first`); `since` keeps runs created
+    at or after it."""
+    where = ["org_id = %s"]
+    params: list[Any] = [org_id]
+    for column, value in (("agent_id", agent_id), ("conversation_id", conversation_id)):
+        if value:
+            where.append(f"{column} = %s")
+            params.append(value)
+    if statuses is not None:
+        where.append("status = ANY(%s)")
+        params.append(list(statuses))
+    if since is not None:
+        where.append("created_at >= %s")
+        params.append(since)
+    order = "created_at" if oldest_first else "created_at DESC"
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
+            f"ORDER BY {order} LIMIT %s",
+            [*params, limit],
+        )
+        return await cur.fetchall()
+
+
+async def list_alert_rules(session: AsyncSession, org_id: str) -> list[AlertRule]:
+    query = select(AlertRule).where(AlertRule.org_id == org_id).order_by(col(AlertRule.created_at))
+    return list(await session.exec(query))
+
+
+async def list_alerts(
+    session: AsyncSession, org_id: str, *, status: str | None, limit: int
+) -> list[Alert]:
+    """Newest first."""
+    return await _newest_first(session, Alert, org_id, Alert.triggered_at, limit, status=status)
+
+
+async def command_center_replay_start(
+    pool: AsyncConnectionPool,
+    org_id: str,
+    streams: Collection[str],
+    types: Collection[str] | None,
+    agent_ids: Collection[str] | None,
+    count: int,
+) -> int | None:
+    """The event id to replay after so that the last `count` matching events of `streams` come
+    first (None: there are none). With `agent_ids`, run events count only for those agents;
+    alert events always do (the Command Center stream's own filter, in SQL)."""
+    clauses = ["org_id = %s", "stream = ANY(%s)"]
+    params: list[Any] = [org_id, list(streams)]
+    if types is not None:
+        clauses.append("type = ANY(%s)")
+        params.append(list(types))
+    if agent_ids:
+        clauses.append("(type LIKE 'alert:%%' OR data->>'agentId' = ANY(%s))")
+        params.append(list(agent_ids))
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            f"SELECT min(id) FROM (SELECT id FROM events WHERE {' AND '.join(clauses)} "
+            "ORDER BY id DESC LIMIT %s) AS recent",
+            [*params, count],
+        )
+        row = await cursor.fetchone()
+    return int(row[0]) - 1 if row is not None and row[0] is not None else None
 
 
 async def get_run(pool: AsyncConnectionPool, org_id: str, run_id: str) -> dict[str, Any] | None:
