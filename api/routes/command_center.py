@@ -1,5 +1,6 @@
 """The Command Center: a live, organisation-wide view of agent runs, and alert rules."""
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
@@ -15,6 +16,7 @@ from api.deps import (
     WritePrincipal,
 )
 from api.lookup import found
+from api.query import csv_set
 from deeployd.agents import events as ev
 from deeployd.agents import service, store
 from deeployd.agents.alerts import ensure_sweep_schedule, evaluate_org_rules, evaluate_rule
@@ -33,17 +35,15 @@ from deeployd.models.agent import (
 router = APIRouter(prefix="/api/command-center", tags=["command center"])
 
 
-def _csv(value: str | None) -> frozenset[str] | None:
-    items = frozenset(part.strip() for part in (value or "").split(",") if part.strip())
-    return items or None
+# Alerts concern a rule, not one agent: an agent filter keeps every one of them. Derived from the
+# one list of Command Center event types, so a new alert type needs no change here.
+AGENTLESS_TYPES = frozenset(t for t in ev.COMMAND_CENTER_TYPES if t.startswith("alert:"))
 
 
-def _agent_filter(agent_ids: frozenset[str]):  # type: ignore[no-untyped-def]
+def _agent_filter(agent_ids: frozenset[str]) -> Callable[[StoredEvent], bool]:
     # Run events are kept only for the listed agents; alerts always pass.
     def keep(event: StoredEvent) -> bool:
-        if event.type.startswith("alert:"):
-            return True
-        return event.data().get("agentId") in agent_ids
+        return event.type in AGENTLESS_TYPES or event.data().get("agentId") in agent_ids
 
     return keep
 
@@ -68,17 +68,23 @@ async def stream(
         ),
     ] = 0,
 ) -> EventSourceResponse:
-    agents = _csv(agent_ids)
+    agents = csv_set(agent_ids)
     flt = EventFilter(
         principal.org_id,
         frozenset({ev.org_stream(principal.org_id)}),
-        _csv(event_types),
+        csv_set(event_types),
         _agent_filter(agents) if agents else None,
     )
     # A reconnecting reader sends its Last-Event-ID, which wins: history only seeds a new view.
     if resume is None and history:
         resume = await store.command_center_replay_start(
-            streamer.pool, flt.org_id, flt.streams or (), flt.types, agents, history
+            streamer.pool,
+            flt.org_id,
+            flt.streams or (),
+            flt.types,
+            agents,
+            AGENTLESS_TYPES,
+            history,
         )
     return streamer.response(flt, resume_after=resume)
 

@@ -6,26 +6,22 @@ from fastapi import APIRouter, Query
 from sse_starlette import EventSourceResponse
 
 from api.deps import MAX_BIGINT, CurrentPrincipal, LastEventIdDep, StreamerDep, StreamPrincipal
+from api.query import EventTypesQuery, StreamKeysQuery, csv_set
 from deeployd.eventlog import EventFilter, read_events
 
 router = APIRouter(prefix="/api/events", tags=["events"])
-
-
-def _csv(value: str | None) -> frozenset[str] | None:
-    items = frozenset(part.strip() for part in (value or "").split(",") if part.strip())
-    return items or None
 
 
 @router.get("", summary="Stored events, oldest first, after an id")
 async def list_events(
     principal: CurrentPrincipal,
     streamer: StreamerDep,
-    streams: Annotated[str | None, Query(description="comma-separated stream keys")] = None,
-    types: Annotated[str | None, Query(description="comma-separated event types")] = None,
+    streams: StreamKeysQuery = None,
+    types: EventTypesQuery = None,
     after: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    flt = EventFilter(principal.org_id, _csv(streams), _csv(types))
+    flt = EventFilter(principal.org_id, csv_set(streams), csv_set(types))
     events = await read_events(streamer.pool, flt, after=after, limit=limit)
     return {
         "items": [
@@ -47,8 +43,8 @@ async def stream_events(
     principal: StreamPrincipal,
     streamer: StreamerDep,
     resume: LastEventIdDep,
-    streams: Annotated[str | None, Query(description="comma-separated stream keys")] = None,
-    types: Annotated[str | None, Query(description="comma-separated event types")] = None,
+    streams: StreamKeysQuery = None,
+    types: EventTypesQuery = None,
 ) -> EventSourceResponse:
-    flt = EventFilter(principal.org_id, _csv(streams), _csv(types))
+    flt = EventFilter(principal.org_id, csv_set(streams), csv_set(types))
     return streamer.response(flt, resume_after=resume)

@@ -187,19 +187,21 @@ async def command_center_replay_start(
     streams: Collection[str],
     types: Collection[str] | None,
     agent_ids: Collection[str] | None,
+    agentless_types: Collection[str],
     count: int,
 ) -> int | None:
     """The event id to replay after so that the last `count` matching events of `streams` come
-    first (None: there are none). With `agent_ids`, run events count only for those agents;
-    alert events always do (the Command Center stream's own filter, in SQL)."""
+    first (None: there are none). With `agent_ids`, events count only for those agents, except
+    those of `agentless_types` (alerts), which always do: the Command Center stream's own filter,
+    in SQL."""
     clauses = ["org_id = %s", "stream = ANY(%s)"]
     params: list[Any] = [org_id, list(streams)]
     if types is not None:
         clauses.append("type = ANY(%s)")
         params.append(list(types))
     if agent_ids:
-        clauses.append("(type LIKE 'alert:%%' OR data->>'agentId' = ANY(%s))")
-        params.append(list(agent_ids))
+        clauses.append("(type = ANY(%s) OR data->>'agentId' = ANY(%s))")
+        params += [list(agentless_types), list(agent_ids)]
     async with pool.connection() as conn:
         cursor = await conn.execute(
             f"SELECT min(id) FROM (SELECT id FROM events WHERE {' AND '.join(clauses)} "
