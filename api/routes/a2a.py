@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response, status
-from fastapi.exceptions import RequestValidationError
 from sse_starlette import ServerSentEvent
 
 from api.a2a_server import PREFIX, build_a2a_app, card_response, load_agent
@@ -35,6 +34,7 @@ from api.sse_ended import EndTracker, StreamEnd, StreamReader
 from deeployd.a2a import events as tev
 from deeployd.a2a import service, store
 from deeployd.a2a import tools as _tools  # noqa: F401  (registers ask_user / call_agent)
+from deeployd.errors import Conflict, Invalid, NotFound
 from deeployd.eventlog import EventFilter, StoredEvent
 from deeployd.idempotency import KeyTaken, canonical_json, lookup_in
 from deeployd.models.a2a import TASK_STATES, A2AFollowUp, A2ATaskCreate
@@ -48,11 +48,12 @@ def mount(app: FastAPI) -> None:
     app.mount(PREFIX, build_a2a_app(app), name="a2a")
 
 
-def _http_error(exc: service.A2AServiceError) -> HTTPException:
+def _http_error(exc: service.A2AServiceError) -> Exception:
+    """The service's refusal as the API says it (404, 409; 503 when Temporal is missing)."""
     if isinstance(exc, service.TaskNotFound | service.AgentNotFound):
-        return HTTPException(status.HTTP_404_NOT_FOUND, exc.message)
+        return NotFound(exc.message)
     if isinstance(exc, service.NotWaitingForInput | service.NotCancelable):
-        return HTTPException(status.HTTP_409_CONFLICT, exc.message)
+        return Conflict(exc.message)
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, exc.message)
 
 
@@ -70,7 +71,7 @@ async def default_agent_card(
 ) -> Any:
     agent = await load_agent(services, principal.org_id, None)
     if agent is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "the organisation has no agent yet")
+        raise NotFound("the organisation has no agent yet")
     return card_response(agent, request)
 
 
@@ -88,25 +89,7 @@ async def create_task(
     idempotency = idempotency_key(
         request, principal, key, canonical_json(body.model_dump(mode="json"))
     )
-    if isinstance(body.message, str):
-        message = {"role": "ROLE_USER", "parts": [{"text": body.message}]}
-    else:
-        parts = []
-        for i, part in enumerate(body.message.parts):
-            if part.text is None and part.data is None:
-                raise RequestValidationError(
-                    [
-                        {
-                            "loc": ("body", "message", "parts", i),
-                            "msg": "a part needs text or data",
-                            "type": "value_error",
-                        }
-                    ]
-                )
-            parts.append({"text": part.text} if part.text is not None else {"data": part.data})
-        message = {"role": "ROLE_USER", "parts": parts}
-        if body.message.message_id:
-            message["messageId"] = body.message.message_id
+    message = body.a2a_message()
     while True:
         stored = await lookup_in(services.db.pool, idempotency) if idempotency else None
         if stored is not None:
@@ -118,8 +101,7 @@ async def create_task(
                 principal.org_id,
                 body.agent_id,
                 message,
-                context_id=body.context_id
-                or (None if isinstance(body.message, str) else body.message.context_id),
+                context_id=body.task_context_id(),
                 idempotency=idempotency,
             )
         except service.A2AServiceError as exc:
@@ -140,15 +122,7 @@ async def list_tasks(
     page_token: Annotated[str | None, Query(alias="pageToken")] = None,
 ) -> dict[str, Any]:
     if state is not None and state not in TASK_STATES:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", "state"),
-                    "msg": f"must be one of {', '.join(TASK_STATES)}",
-                    "type": "value_error",
-                }
-            ]
-        )
+        raise Invalid(("query", "state"), f"must be one of {', '.join(TASK_STATES)}")
     try:
         rows, next_token, total = await store.list_tasks(
             services.db.pool,
@@ -160,9 +134,7 @@ async def list_tasks(
             page_token=page_token,
         )
     except (ValueError, TypeError):
-        raise RequestValidationError(
-            [{"loc": ("query", "pageToken"), "msg": "not a page token", "type": "value_error"}]
-        ) from None
+        raise Invalid(("query", "pageToken"), "not a page token") from None
     return {
         "tasks": [store.task_json(row) for row in rows],
         "nextPageToken": next_token,
@@ -189,7 +161,7 @@ async def send_message(
     services: ServicesDep,
     client: TemporalDep,
 ) -> dict[str, Any]:
-    message = {"role": "ROLE_USER", "parts": [{"text": body.content}]}
+    message = A2ATaskCreate.user_message([{"text": body.content}])
     try:
         await service.send_follow_up(services, client, principal.org_id, task_id, message)
     except service.A2AServiceError as exc:

@@ -14,6 +14,7 @@ from sqlalchemy import Column, DateTime, Index, PrimaryKeyConstraint, String, Te
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from deeployd.errors import Invalid
 from deeployd.models.base import ApiModel
 
 # Task states as A2A spells them in its JSON-RPC 0.3 / docs form (lowercase, dashed).
@@ -113,6 +114,31 @@ class A2ATaskCreate(ApiModel):
         if isinstance(value, str) and len(value) > MAX_MESSAGE_CHARS:
             raise ValueError(f"must be at most {MAX_MESSAGE_CHARS} characters")
         return value
+
+    @staticmethod
+    def user_message(parts: list[dict[str, Any]]) -> dict[str, Any]:
+        """A caller's message in A2A 1.0 JSON."""
+        return {"role": "ROLE_USER", "parts": parts}
+
+    def a2a_message(self) -> dict[str, Any]:
+        """The message in A2A 1.0 JSON; a part with neither text nor data is refused."""
+        if isinstance(self.message, str):
+            return self.user_message([{"text": self.message}])
+        parts = []
+        for i, part in enumerate(self.message.parts):
+            if part.text is None and part.data is None:
+                raise Invalid(("body", "message", "parts", i), "a part needs text or data")
+            parts.append({"text": part.text} if part.text is not None else {"data": part.data})
+        message = self.user_message(parts)
+        if self.message.message_id:
+            message["messageId"] = self.message.message_id
+        return message
+
+    def task_context_id(self) -> str | None:
+        """The context the task joins: the body's, else the message's (None: a new one)."""
+        if self.context_id:
+            return self.context_id
+        return None if isinstance(self.message, str) else self.message.context_id
 
 
 class A2AFollowUp(ApiModel):
