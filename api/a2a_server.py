@@ -39,6 +39,7 @@ from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deeployd.a2a.handler import DeeploydRequestHandler
+from deeployd.agents import store as agent_store
 from deeployd.models.organization import Scope as KeyScope
 from deeployd.orgs import KeyAuthenticator, Principal
 from deeployd.services import Services
@@ -70,24 +71,7 @@ async def load_agent(
     services: Services, org_id: str, agent_id: str | None
 ) -> dict[str, Any] | None:
     """The agent (or, without an id, the organisation's default: its oldest agent)."""
-    async with services.db.pool.connection() as conn:
-        if agent_id:
-            cur = await conn.execute(
-                "SELECT id, name, description, tools, model, provider FROM agents "
-                "WHERE id = %s AND org_id = %s",
-                (agent_id, org_id),
-            )
-        else:
-            cur = await conn.execute(
-                "SELECT id, name, description, tools, model, provider FROM agents "
-                "WHERE org_id = %s ORDER BY created_at, id LIMIT 1",
-                (org_id,),
-            )
-        row = await cur.fetchone()
-    if row is None:
-        return None
-    keys = ("id", "name", "description", "tools", "model", "provider")
-    return dict(zip(keys, row, strict=True))
+    return await agent_store.agent_for_card(services.db.pool, org_id, agent_id)
 
 
 def agent_card(agent: dict[str, Any], root: str) -> AgentCard:

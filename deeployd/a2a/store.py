@@ -29,6 +29,11 @@ _COLUMNS = (
 )
 
 
+async def delete_task(pool: AsyncConnectionPool, org_id: str, task_id: str) -> None:
+    async with pool.connection() as conn:
+        await conn.execute("DELETE FROM a2a_tasks WHERE id = %s AND org_id = %s", (task_id, org_id))
+
+
 # --- states ----------------------------------------------------------------------------------
 
 

@@ -99,10 +99,7 @@ class PostgresTaskStore(TaskStore):
         )
 
     async def delete(self, task_id: str, context: ServerCallContext) -> None:
-        async with self._services.db.pool.connection() as conn:
-            await conn.execute(
-                "DELETE FROM a2a_tasks WHERE id = %s AND org_id = %s", (task_id, org_of(context))
-            )
+        await store.delete_task(self._services.db.pool, org_of(context), task_id)
 
 
 class PostgresPushConfigStore(PushNotificationConfigStore):

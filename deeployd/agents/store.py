@@ -57,6 +57,26 @@ async def delete_row(session: AsyncSession, row: SQLModel) -> None:
     await session.commit()
 
 
+async def agent_for_card(
+    pool: AsyncConnectionPool, org_id: str, agent_id: str | None
+) -> dict[str, Any] | None:
+    """What an A2A agent card shows of the agent (or, without an id, of the organisation's
+    default agent: its oldest)."""
+    columns = "id, name, description, tools, model, provider"
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        if agent_id:
+            await cur.execute(
+                f"SELECT {columns} FROM agents WHERE id = %s AND org_id = %s", (agent_id, org_id)
+            )
+        else:
+            await cur.execute(
+                f"SELECT {columns} FROM agents WHERE org_id = %s ORDER BY created_at, id LIMIT 1",
+                (org_id,),
+            )
+        return await cur.fetchone()
+
+
 async def list_agents(session: AsyncSession, org_id: str) -> list[Agent]:
     query = select(Agent).where(Agent.org_id == org_id).order_by(col(Agent.created_at))
     return list(await session.exec(query))
