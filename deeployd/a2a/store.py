@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from deeployd.agents.store import fetch_one
 from deeployd.idempotency import IdempotencyKey, remember
 
 # History is bounded: a long-lived task keeps its most recent messages.
@@ -172,23 +173,15 @@ async def insert_task(
 
 
 async def get_task(pool: AsyncConnectionPool, org_id: str, task_id: str) -> dict[str, Any] | None:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            f"SELECT {_COLUMNS} FROM a2a_tasks WHERE id = %s AND org_id = %s", (task_id, org_id)
-        )
-        return await cur.fetchone()
+    sql = f"SELECT {_COLUMNS} FROM a2a_tasks WHERE id = %s AND org_id = %s"
+    return await fetch_one(pool, sql, (task_id, org_id))
 
 
 async def task_for_run(
     pool: AsyncConnectionPool, org_id: str, run_id: str
 ) -> dict[str, Any] | None:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            f"SELECT {_COLUMNS} FROM a2a_tasks WHERE run_id = %s AND org_id = %s", (run_id, org_id)
-        )
-        return await cur.fetchone()
+    sql = f"SELECT {_COLUMNS} FROM a2a_tasks WHERE run_id = %s AND org_id = %s"
+    return await fetch_one(pool, sql, (run_id, org_id))
 
 
 def encode_page_token(row: dict[str, Any]) -> str:
@@ -269,20 +262,22 @@ async def update_task(
     """One UPDATE; `artifact` replaces the stored artifact with the same id (or is appended)."""
     sets = ["updated_at = clock_timestamp()"]
     params: list[Any] = []
-    if state is not None:
-        sets.append("state = %s")
-        params.append(state)
+    plain = {
+        "state": state,
+        "run_id": run_id,
+        "conversation_id": conversation_id,
+        "last_input": last_input,
+        "error": error,
+    }
+    for column, value in plain.items():
+        if value is not None:
+            sets.append(f"{column} = %s")
+            params.append(value)
     if status_message is not None:
         sets.append("status_message = %s")
         params.append(Jsonb(status_message))
     elif clear_status_message:
         sets.append("status_message = NULL")
-    if run_id is not None:
-        sets.append("run_id = %s")
-        params.append(run_id)
-    if conversation_id is not None:
-        sets.append("conversation_id = %s")
-        params.append(conversation_id)
     if append_history:
         # Drop copies of these messages (an activity retry), append, keep the newest MAX_HISTORY.
         sets.append(
@@ -304,12 +299,6 @@ async def update_task(
             "jsonb_array_elements(artifacts) a WHERE a->>'artifactId' <> %s) || %s"
         )
         params += [artifact["artifactId"], Jsonb([artifact])]
-    if last_input is not None:
-        sets.append("last_input = %s")
-        params.append(last_input)
-    if error is not None:
-        sets.append("error = %s")
-        params.append(error)
     condition = "id = %s AND org_id = %s"
     if only_if_not_terminal:
         condition += " AND state NOT IN ('completed', 'failed', 'canceled', 'rejected')"

@@ -7,7 +7,7 @@ run once per model call or tool call of every run. Every statement filters by `o
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -30,6 +30,16 @@ _RUN_COLUMNS = (
     "prompt_tokens, completion_tokens, cost, model_calls, tool_calls, result, error, error_code, "
     "created_at, started_at, completed_at"
 )
+
+
+async def fetch_one(
+    pool: AsyncConnectionPool, sql: str, params: Sequence[Any]
+) -> dict[str, Any] | None:
+    """The first row of one statement, as a dict (None: no row)."""
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(sql, params)
+        return await cur.fetchone()
 
 
 # --- rows the API reads and edits (ORM session; every query filters by org) --------------------
@@ -62,19 +72,12 @@ async def agent_for_card(
 ) -> dict[str, Any] | None:
     """What an A2A agent card shows of the agent (or, without an id, of the organisation's
     default agent: its oldest)."""
-    columns = "id, name, description, tools, model, provider"
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        if agent_id:
-            await cur.execute(
-                f"SELECT {columns} FROM agents WHERE id = %s AND org_id = %s", (agent_id, org_id)
-            )
-        else:
-            await cur.execute(
-                f"SELECT {columns} FROM agents WHERE org_id = %s ORDER BY created_at, id LIMIT 1",
-                (org_id,),
-            )
-        return await cur.fetchone()
+    select_agents = "SELECT id, name, description, tools, model, provider FROM agents"
+    if agent_id:
+        sql = f"{select_agents} WHERE id = %s AND org_id = %s"
+        return await fetch_one(pool, sql, (agent_id, org_id))
+    sql = f"{select_agents} WHERE org_id = %s ORDER BY created_at, id LIMIT 1"
+    return await fetch_one(pool, sql, (org_id,))
 
 
 async def list_agents(session: AsyncSession, org_id: str) -> list[Agent]:
