@@ -1,7 +1,10 @@
-"""SQL for the run hot path (activities): runs, messages, conversation slots.
+"""SQL for the agents family: the run hot path (activities: runs, messages, conversation
+slots) and the rows the API reads and edits (agents, conversations, runs, alert rules, the
+Command Center's replay start).
 
 Activities use the psycopg pool directly — one statement per step, no ORM session — because they
-run once per model call or tool call of every run. Every statement filters by `org_id`.
+run once per model call or tool call of every run; the API's edits go through the ORM session
+its request holds. Every statement filters by `org_id`.
 """
 
 from __future__ import annotations
