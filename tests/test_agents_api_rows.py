@@ -58,6 +58,9 @@ async def test_what_is_in_use_cannot_be_deleted_and_what_is_gone_is_not_found(
         assert no_rule.json() == {"detail": "alert rule not found"}
         no_agent = await http.get("/api/agents/agt_missing")
         assert no_agent.json() == {"detail": "agent not found"}
+        for path in ("/api/runs/run_missing", "/api/runs/run_missing/stream"):
+            no_run = await http.get(path)
+            assert (no_run.status_code, no_run.json()) == (404, {"detail": "run not found"}), path
 
 
 async def test_another_organisation_sees_none_of_the_rows(api: RunningApi, org: Org) -> None:

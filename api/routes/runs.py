@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import (
@@ -15,6 +15,7 @@ from api.deps import (
     TemporalDep,
     WritePrincipal,
 )
+from api.lookup import found
 from api.sse_ended import EndTracker
 from deeployd.agents import events as ev
 from deeployd.agents import service, store
@@ -50,9 +51,7 @@ async def list_runs(
 @router.get("/{run_id}", response_model=RunPublic, response_model_by_alias=True)
 async def get_run(run_id: str, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
     """The run's row; while it is active, status and pending approvals come from the workflow."""
-    row = await store.get_run(services.db.pool, principal.org_id, run_id)
-    if row is None:
-        raise HTTPException(404, "run not found")
+    row = found(await store.get_run(services.db.pool, principal.org_id, run_id), "run")
     live = await service.live_state(services.temporal, row)
     return service.run_public(row, services.settings, live)
 
@@ -65,8 +64,7 @@ async def stream_run(
     streamer: StreamerDep,
     resume: LastEventIdDep,
 ) -> Response:
-    if await store.get_run(services.db.pool, principal.org_id, run_id) is None:
-        raise HTTPException(404, "run not found")
+    found(await store.get_run(services.db.pool, principal.org_id, run_id), "run")
     flt = EventFilter(principal.org_id, frozenset({ev.run_stream(run_id)}))
     # Resuming at or past the run's end: 204, so an EventSource stops reconnecting.
     end = ev.run_end(run_id)
