@@ -18,6 +18,7 @@ from typing import Any
 from deeployd.agents.providers.base import (
     ChatMessage,
     ModelRequest,
+    PlatformKey,
     ProviderError,
     ProviderEvent,
     TextDelta,
@@ -25,9 +26,9 @@ from deeployd.agents.providers.base import (
     ToolCallRequest,
     UsageReport,
     import_sdk,
-    is_transport_error,
-    map_sdk_error,
     parse_tool_arguments,
+    provider_errors,
+    registered,
 )
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -98,10 +99,14 @@ def _request_kwargs(request: ModelRequest) -> dict[str, Any]:
     return kwargs
 
 
+@registered
 class AnthropicProvider:
     """Claude models over the official `anthropic` SDK (streaming, tool use, usage)."""
 
     name = "anthropic"
+    platform_key = PlatformKey(
+        "ANTHROPIC_API_KEY", "anthropic_api_key", "https://api.anthropic.com"
+    )
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
         anthropic = _sdk()
@@ -125,7 +130,7 @@ class AnthropicProvider:
         prompt_tokens = 0
         completion_tokens = 0
         try:
-            try:
+            with provider_errors(anthropic, "anthropic", anthropic.AnthropicError):
                 stream = await client.messages.create(**_request_kwargs(request))
                 # Leaving this block (end, error, aclose(), cancellation) closes the HTTP response.
                 async with stream:
@@ -179,16 +184,6 @@ class AnthropicProvider:
                             # output_tokens is cumulative; newer API versions repeat input counts.
                             completion_tokens = max(completion_tokens, usage.output_tokens or 0)
                             prompt_tokens = max(prompt_tokens, _input_tokens(usage))
-            except ProviderError:
-                raise
-            except anthropic.AnthropicError as exc:
-                raise map_sdk_error(exc, anthropic, "anthropic") from exc
-            except Exception as exc:
-                if is_transport_error(exc):  # the connection broke mid-stream
-                    raise ProviderError(
-                        f"anthropic: connection lost: {exc!r}", code="connection", retryable=True
-                    ) from exc
-                raise
             yield UsageReport(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
         finally:
             await client.close()

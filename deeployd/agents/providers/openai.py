@@ -26,6 +26,7 @@ from typing import Any
 from deeployd.agents.providers.base import (
     ChatMessage,
     ModelRequest,
+    PlatformKey,
     ProviderError,
     ProviderEvent,
     TextDelta,
@@ -34,9 +35,9 @@ from deeployd.agents.providers.base import (
     UsageReport,
     estimate_tokens,
     import_sdk,
-    is_transport_error,
-    map_sdk_error,
     parse_tool_arguments,
+    provider_errors,
+    registered,
 )
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -131,10 +132,12 @@ def _slot(fragment: Any, pending: dict[int, _PendingCall]) -> int:
     return last
 
 
+@registered
 class OpenAIProvider:
     """Chat Completions over the official `openai` SDK (streaming, tools, usage)."""
 
     name = "openai"
+    platform_key = PlatformKey("OPENAI_API_KEY", "openai_api_key", "https://api.openai.com/v1")
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
         openai = _sdk()
@@ -161,7 +164,7 @@ class OpenAIProvider:
         text_chars = 0
         usage: UsageReport | None = None
         try:
-            try:
+            with provider_errors(openai, "openai", openai.OpenAIError):
                 stream = await client.chat.completions.create(**_request_kwargs(request))
                 # Leaving this block (end, error, aclose(), cancellation) closes the HTTP response.
                 async with stream:
@@ -196,16 +199,6 @@ class OpenAIProvider:
                                                 retryable=False,
                                             )
                                         call.arguments.append(function.arguments)
-            except ProviderError:
-                raise
-            except openai.OpenAIError as exc:
-                raise map_sdk_error(exc, openai, "openai") from exc
-            except Exception as exc:
-                if is_transport_error(exc):  # the connection broke mid-stream
-                    raise ProviderError(
-                        f"openai: connection lost: {exc!r}", code="connection", retryable=True
-                    ) from exc
-                raise
             for index in sorted(pending):
                 call = pending[index]
                 if not call.name:

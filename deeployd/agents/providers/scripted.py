@@ -40,6 +40,7 @@ from deeployd.agents.providers.base import (
     ToolCall,
     ToolCallRequest,
     UsageReport,
+    registered,
 )
 
 DEFAULT_TOKEN_DELAY_MS = 15.0
@@ -111,6 +112,7 @@ DEMO_TOOLS = ["calculator", "http_request", "current_time"]
 DEMO_APPROVAL_REQUIRED = ["http_request"]
 
 
+@registered
 class ScriptedProvider:
     """Replays `options["script"]`; deterministic; see the module docstring. Not a language model."""
 
