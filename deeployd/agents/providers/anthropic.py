@@ -15,16 +15,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from deeployd.agents.providers import base
 from deeployd.agents.providers.base import (
-    ChatMessage,
-    ModelRequest,
     PlatformKey,
-    ProviderError,
-    ProviderEvent,
-    TextDelta,
-    ToolCall,
-    ToolCallRequest,
-    UsageReport,
     import_sdk,
     parse_tool_arguments,
     provider_errors,
@@ -33,14 +26,15 @@ from deeployd.agents.providers.base import (
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_TOKENS = 4096
-MAX_TOOL_ARGUMENT_CHARS = 1_000_000
 
 
 def _sdk() -> Any:
     return import_sdk("anthropic", "anthropic>=0.40")
 
 
-def to_anthropic_messages(messages: list[ChatMessage]) -> tuple[str | None, list[dict[str, Any]]]:
+def to_anthropic_messages(
+    messages: list[base.ChatMessage],
+) -> tuple[str | None, list[dict[str, Any]]]:
     """(system prompt, messages) in the Messages API's shape."""
     system: list[str] = []
     out: list[dict[str, Any]] = []
@@ -76,7 +70,7 @@ def to_anthropic_messages(messages: list[ChatMessage]) -> tuple[str | None, list
     return ("\n\n".join(system) or None), out
 
 
-def _request_kwargs(request: ModelRequest) -> dict[str, Any]:
+def _request_kwargs(request: base.ModelRequest) -> dict[str, Any]:
     system, messages = to_anthropic_messages(request.messages)
     kwargs: dict[str, Any] = {
         "model": request.model,
@@ -108,10 +102,10 @@ class AnthropicProvider:
         "ANTHROPIC_API_KEY", "anthropic_api_key", "https://api.anthropic.com"
     )
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: base.ModelRequest) -> AsyncIterator[base.ProviderEvent]:
         anthropic = _sdk()
         if not request.api_key:
-            raise ProviderError(
+            raise base.ProviderError(
                 "anthropic: no API key (set the agent's apiKey, e.g. "
                 "${secrets.ANTHROPIC_API_KEY}, or ANTHROPIC_API_KEY in the worker's environment)",
                 code="auth",
@@ -140,18 +134,13 @@ class AnthropicProvider:
                             delta = event.delta
                             if delta.type == "text_delta":
                                 if delta.text:
-                                    yield TextDelta(text=delta.text)
+                                    yield base.TextDelta(text=delta.text)
                             elif delta.type == "input_json_delta":
                                 block = tool_blocks.get(event.index)
                                 if block is not None and delta.partial_json:
-                                    buffered += len(delta.partial_json)
-                                    if buffered > MAX_TOOL_ARGUMENT_CHARS:
-                                        raise ProviderError(
-                                            "anthropic: tool input exceeds "
-                                            f"{MAX_TOOL_ARGUMENT_CHARS} characters",
-                                            code="bad_request",
-                                            retryable=False,
-                                        )
+                                    buffered = base.add_argument_chars(
+                                        "anthropic", buffered, delta.partial_json
+                                    )
                                     block["parts"].append(delta.partial_json)
                         elif kind == "content_block_start":
                             block = event.content_block
@@ -170,8 +159,8 @@ class AnthropicProvider:
                                     if done["parts"]
                                     else dict(done["input"])
                                 )
-                                yield ToolCallRequest(
-                                    call=ToolCall(
+                                yield base.ToolCallRequest(
+                                    call=base.ToolCall(
                                         id=done["id"], name=done["name"], arguments=arguments
                                     )
                                 )
@@ -184,7 +173,7 @@ class AnthropicProvider:
                             # output_tokens is cumulative; newer API versions repeat input counts.
                             completion_tokens = max(completion_tokens, usage.output_tokens or 0)
                             prompt_tokens = max(prompt_tokens, _input_tokens(usage))
-            yield UsageReport(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            yield base.UsageReport(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
         finally:
             await client.close()
 

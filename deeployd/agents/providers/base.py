@@ -191,6 +191,23 @@ def retry_after_seconds(headers: Any) -> float | None:
 _TRANSPORT_MODULES = ("httpx", "httpcore", "h11", "h2", "anyio", "ssl")
 
 
+# Bound what a misbehaving server can make us buffer for one call's tool arguments.
+MAX_TOOL_ARGUMENT_CHARS = 1_000_000
+
+
+def add_argument_chars(provider: str, buffered: int, fragment: str) -> int:
+    """`buffered` plus the fragment: the tool-argument text one call has buffered so far; a
+    ProviderError (not retried) once it passes MAX_TOOL_ARGUMENT_CHARS."""
+    buffered += len(fragment)
+    if buffered > MAX_TOOL_ARGUMENT_CHARS:
+        raise ProviderError(
+            f"{provider}: tool call arguments exceed {MAX_TOOL_ARGUMENT_CHARS} characters",
+            code="bad_request",
+            retryable=False,
+        )
+    return buffered
+
+
 @contextlib.contextmanager
 def provider_errors(sdk: Any, provider: str, sdk_error: type[BaseException]) -> Iterator[None]:
     """An SDK's errors, and a connection broken mid-stream, as ProviderError (which says whether
