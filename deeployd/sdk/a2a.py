@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from deeployd.sdk.resource import Resource
+from deeployd.sdk.resource import Resource, given
 from deeployd.sdk.sse import StreamEvent
 
 
@@ -15,9 +15,7 @@ class A2ATasks(Resource):
         self, agent_id: str, message: str | dict[str, Any], *, context_id: str | None = None
     ) -> dict[str, Any]:
         """Start a task: `message` is text or an A2A message (`{"parts": [{"text": ...}]}`)."""
-        body: dict[str, Any] = {"agentId": agent_id, "message": message}
-        if context_id:
-            body["contextId"] = context_id
+        body = {"agentId": agent_id, "message": message, **given({"contextId": context_id})}
         return await self._object("POST", "/api/a2a/tasks", json=body)
 
     async def get_task(self, task_id: str) -> dict[str, Any]:
@@ -32,15 +30,15 @@ class A2ATasks(Resource):
         page_size: int = 50,
         page_token: str | None = None,
     ) -> dict[str, Any]:
-        params: dict[str, Any] = {"pageSize": page_size}
-        for key, value in (
-            ("agentId", agent_id),
-            ("contextId", context_id),
-            ("state", state),
-            ("pageToken", page_token),
-        ):
-            if value:
-                params[key] = value
+        params = given(
+            {
+                "pageSize": page_size,
+                "agentId": agent_id,
+                "contextId": context_id,
+                "state": state,
+                "pageToken": page_token,
+            }
+        )
         return await self._object("GET", "/api/a2a/tasks", params=params)
 
     async def send_message(self, task_id: str, content: str) -> dict[str, Any]:

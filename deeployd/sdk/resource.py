@@ -26,6 +26,11 @@ def api_error(status: int, raw: bytes) -> ApiError:
     return ApiError(status, body)
 
 
+def given(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields that were given: a body or query without its unset (None or empty) options."""
+    return {key: value for key, value in fields.items() if value is not None and value != ""}
+
+
 class Resource:
     def __init__(self, client: Client) -> None:
         self._client = client

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from deeployd.sdk.agent_events import RUN_END_TYPES, AgentEvent
-from deeployd.sdk.resource import Resource
+from deeployd.sdk.resource import Resource, given
 
 
 class Runs(Resource):
@@ -23,15 +23,15 @@ class Runs(Resource):
         since: datetime | str | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"limit": limit}
-        if agent_id:
-            params["agentId"] = agent_id
-        if conversation_id:
-            params["conversationId"] = conversation_id
-        if status:
-            params["status"] = status
-        if since is not None:
-            params["since"] = since.isoformat() if isinstance(since, datetime) else since
+        params = given(
+            {
+                "limit": limit,
+                "agentId": agent_id,
+                "conversationId": conversation_id,
+                "status": status,
+                "since": since.isoformat() if isinstance(since, datetime) else since,
+            }
+        )
         return await self._objects("GET", "/api/runs", params=params)
 
     async def approve(

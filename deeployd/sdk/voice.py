@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from deeployd.sdk.resource import Resource, api_error
+from deeployd.sdk.resource import Resource, api_error, given
 
 
 class VoiceApi(Resource):
@@ -26,11 +26,8 @@ class VoiceApi(Resource):
 
         `async for chunk in client.voice.tts_stream("Hello!", voice="nova"): player.feed(chunk)`
         """
-        body: dict[str, Any] = {"text": text, "voice": voice, "format": format}
         options = {"speed": speed, "provider": provider, "engine": engine, "language": language}
-        for key, value in options.items():
-            if value is not None:
-                body[key] = value
+        body = {"text": text, "voice": voice, "format": format, **given(options)}
         async for chunk in self._audio("POST", "/api/voice/tts/stream", json=body):
             yield chunk
 
