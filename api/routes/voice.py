@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -63,8 +64,12 @@ def _headers(stream: VoiceStream) -> dict[str, str]:
     return headers
 
 
-async def _until_revoked(stream: VoiceStream, request: Request, principal: Principal) -> Any:
+async def _until_revoked(
+    stream: VoiceStream, request: Request, principal: Principal
+) -> AsyncIterator[bytes]:
     """The stream's chunks, ending within KEY_RECHECK_SECONDS of its key being revoked."""
+    # The same key re-check as every SSE stream (one query per key per second, however many
+    # streams it holds open).
     streamer = getattr(request.app.state, "streamer", None)
     key_check = getattr(streamer, "key_check", None)
     if key_check is None:
