@@ -34,17 +34,31 @@ class RequestRecord:
 RequestObserver = Callable[[RequestRecord], None]
 
 
-class RequestMetricsMiddleware:
-    """Counts requests, times them to the response headers, and tells registered observers."""
+class HttpMiddleware:
+    """Pure ASGI middleware for HTTP requests: `handle` sees each one; anything else (lifespan,
+    websockets) passes straight through to `app`."""
 
-    def __init__(self, app: ASGIApp, observers: list[RequestObserver]) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.observers = observers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
+        else:
+            await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RequestMetricsMiddleware(HttpMiddleware):
+    """Counts requests, times them to the response headers, and tells registered observers."""
+
+    def __init__(self, app: ASGIApp, observers: list[RequestObserver]) -> None:
+        super().__init__(app)
+        self.observers = observers
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status_code = 500
 
@@ -105,7 +119,7 @@ def request_id_from(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-class ErrorBoundaryMiddleware:
+class ErrorBoundaryMiddleware(HttpMiddleware):
     """The last word on every request: a request id on every response (`X-Request-ID`), and no
     exception ever reaches the server. While PostgreSQL or Temporal is down the answer is a JSON
     503 with Retry-After; any other failure is a JSON 500 carrying the request id, logged with
@@ -114,13 +128,10 @@ class ErrorBoundaryMiddleware:
     Last-Event-ID)."""
 
     def __init__(self, app: ASGIApp, retry_after_s: Callable[[], int]) -> None:
-        self.app = app
+        super().__init__(app)
         self.retry_after_s = retry_after_s
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = request_id_from(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())

@@ -7,9 +7,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from deeployd.errors import NotFound
 from deeployd.ids import new_id
 from deeployd.models import ApiKey, Organization, utcnow
 from deeployd.models.organization import Scope
@@ -69,6 +70,34 @@ async def create_api_key(
     await session.commit()
     await session.refresh(row)
     return row, plain
+
+
+async def get_org(session: AsyncSession, org_id: str) -> Organization:
+    org = (await session.exec(select(Organization).where(Organization.id == org_id))).first()
+    if org is None:
+        raise NotFound("organisation not found")
+    return org
+
+
+async def list_api_keys(session: AsyncSession, org_id: str) -> list[ApiKey]:
+    rows = await session.exec(
+        select(ApiKey).where(ApiKey.org_id == org_id).order_by(col(ApiKey.created_at))
+    )
+    return list(rows)
+
+
+async def revoke_api_key(session: AsyncSession, org_id: str, key_id: str) -> ApiKey:
+    """Mark the organisation's key revoked (idempotent); NotFound for a key it does not own."""
+    row = (
+        await session.exec(select(ApiKey).where(ApiKey.id == key_id, ApiKey.org_id == org_id))
+    ).first()
+    if row is None:
+        raise NotFound("API key not found")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.add(row)
+        await session.commit()
+    return row
 
 
 class KeyAuthenticator:

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from deeployd.db import Database
 from deeployd.ids import new_id
@@ -41,6 +42,11 @@ def substitute(value: Any, secrets: dict[str, str]) -> Any:
     return value
 
 
+async def _find(session: AsyncSession, org_id: str, name: str) -> Secret | None:
+    query = select(Secret).where(Secret.org_id == org_id, Secret.name == name)
+    return (await session.exec(query)).first()
+
+
 class SecretStore:
     def __init__(self, db: Database, box: SecretBox) -> None:
         self._db = db
@@ -48,11 +54,7 @@ class SecretStore:
 
     async def put(self, org_id: str, name: str, value: str) -> Secret:
         async with self._db.session() as session:
-            row = (
-                await session.exec(
-                    select(Secret).where(Secret.org_id == org_id, Secret.name == name)
-                )
-            ).first()
+            row = await _find(session, org_id, name)
             if row is None:
                 row = Secret(id=new_id("sec"), org_id=org_id, name=name, ciphertext=b"")
             row.ciphertext = self._box.encrypt(value)
@@ -71,11 +73,7 @@ class SecretStore:
 
     async def delete(self, org_id: str, name: str) -> bool:
         async with self._db.session() as session:
-            row = (
-                await session.exec(
-                    select(Secret).where(Secret.org_id == org_id, Secret.name == name)
-                )
-            ).first()
+            row = await _find(session, org_id, name)
             if row is None:
                 return False
             await session.delete(row)

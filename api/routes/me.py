@@ -1,9 +1,8 @@
-from fastapi import APIRouter, HTTPException
-from sqlmodel import select
+from fastapi import APIRouter
 
 from api.deps import CurrentPrincipal, SessionDep
-from deeployd.models import Organization
 from deeployd.models.base import ApiModel
+from deeployd.orgs import get_org
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
@@ -18,11 +17,7 @@ class Me(ApiModel):
 
 @router.get("/me", response_model=Me, response_model_by_alias=True)
 async def me(principal: CurrentPrincipal, session: SessionDep) -> Me:
-    org = (
-        await session.exec(select(Organization).where(Organization.id == principal.org_id))
-    ).first()
-    if org is None:
-        raise HTTPException(404, "organisation not found")
+    org = await get_org(session, principal.org_id)
     return Me(
         org_id=org.id,
         org_name=org.name,

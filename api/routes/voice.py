@@ -2,52 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
-from sqlalchemy import func
-from sqlmodel import select
 
-from api.deps import CurrentPrincipal, ServicesDep, SessionDep, StreamPrincipal, WritePrincipal
-from deeployd.models.voice import TTSRequest, VoiceUsage, VoiceUsagePublic, VoiceUsageTotals
+from api.audio_stream import AudioStreamResponse
+from api.deps import CurrentPrincipal, ServicesDep, StreamPrincipal, WritePrincipal
+from deeployd.models.voice import TTSRequest, VoiceUsagePublic
+from deeployd.orgs import Principal
+from deeployd.revocation import KEY_RECHECK_SECONDS, KeyRevoked, revocable
 from deeployd.services import Services
 from deeployd.settings import Settings
 from deeployd.voice import piper_engine
-from deeployd.voice.encoders import DEFAULT_FORMAT, FORMATS, StreamEncoder, encoders_available
+from deeployd.voice.encoders import DEFAULT_FORMAT, FORMATS, encoders_available
 from deeployd.voice.engine import PRESETS, get_engine
 from deeployd.voice.piper_engine import PIPER_PRESETS
-from deeployd.voice.providers import (
-    ENGINES,
-    PROVIDERS,
-    EngineChoiceError,
-    OpenAIPcmSynthesizer,
-    OpenAISpeech,
-    ProviderError,
-    SentenceSynthesizer,
-    embedded_synthesizer,
-    openai_voices,
-    resolve_engine,
-    speech_api_key,
-    stream_through,
-)
-from deeployd.voice.runs import RunText, find_run
+from deeployd.voice.providers import ENGINES, ProviderError, openai_voices, speech_api_key
 from deeployd.voice.service import (
-    AudioSource,
-    AudioStreamResponse,
+    DEFAULT_LANGUAGE,
     OrgLimiter,
-    PassThroughStream,
-    SynthesisStream,
-    UsageRecord,
-    record_usage,
+    SpeechOptions,
+    TooManyStreams,
+    VoiceService,
+    VoiceStream,
 )
-from deeployd.voice.text import clean, split_sentences
+from deeployd.voice.store import usage_totals
 
 router = APIRouter(tags=["voice"])
 
-DEFAULT_LANGUAGE = "en-us"
 RETRY_AFTER_S = 1
 
 
@@ -58,130 +42,57 @@ def warm_up(settings: Settings) -> None:
         piper_engine.warm_up(settings.voice_piper_workers)
 
 
-def _limiter(request: Request, settings: Settings) -> OrgLimiter:
+def _voice_service(request: Request, services: Services) -> VoiceService:
     limiter: OrgLimiter | None = getattr(request.app.state, "voice_limiter", None)
     if limiter is None:
-        limiter = OrgLimiter(settings.voice_max_concurrent_per_org)
+        limiter = OrgLimiter(services.settings.voice_max_concurrent_per_org)
         request.app.state.voice_limiter = limiter
-    return limiter
+    return VoiceService(services.settings, services.db, services.bus, limiter)
 
 
-def _invalid(root: str, errors: list[tuple[str, str]]) -> RequestValidationError:
-    return RequestValidationError(
-        [{"loc": (root, field), "msg": msg, "type": "value_error"} for field, msg in errors]
-    )
-
-
-def _check_choice(
-    settings: Settings,
-    *,
-    voice: str,
-    fmt: str,
-    provider: str | None,
-    engine: str | None,
-    language: str | None,
-    errors: list[tuple[str, str]],
-) -> tuple[str, str | None]:
-    """Validate voice/format/provider/engine/language; returns the provider to use and, for
-    the embedded provider, its engine."""
-    chosen = provider or settings.voice_default_provider
-    if chosen not in PROVIDERS:
-        errors.append(("provider", f"unknown provider {chosen!r}; one of {', '.join(PROVIDERS)}"))
-        return chosen, None
-    allowed = list(PRESETS) if chosen == "embedded" else openai_voices(settings)
-    if voice not in allowed:
-        errors.append(
-            ("voice", f"unknown voice {voice!r} for {chosen}; one of {', '.join(allowed)}")
-        )
-    if fmt not in FORMATS:
-        errors.append(("format", f"unknown format {fmt!r}; one of {', '.join(FORMATS)}"))
-    if chosen != "embedded":
-        for name, value in (("engine", engine), ("language", language)):
-            if value is not None:
-                errors.append((name, f"{name} is only used by the embedded provider"))
-        return chosen, None
-    try:
-        return chosen, resolve_engine(
-            engine, language or DEFAULT_LANGUAGE, settings.voice_default_engine
-        )
-    except EngineChoiceError as exc:
-        errors.append((exc.field, str(exc)))
-        return chosen, None
-
-
-def _headers(rate: int | None, provider: str, engine: str | None = None) -> dict[str, str]:
+def _headers(stream: VoiceStream) -> dict[str, str]:
     headers = {
         "Cache-Control": "no-store",
         "X-Accel-Buffering": "no",  # proxies must not buffer a live audio stream
-        "X-Voice-Provider": provider,
+        "X-Voice-Provider": stream.provider,
         "X-Channels": "1",
     }
-    if engine is not None:
-        headers["X-Voice-Engine"] = engine
-    if rate is not None:
-        headers["X-Sample-Rate"] = str(rate)
+    if stream.engine is not None:
+        headers["X-Voice-Engine"] = stream.engine
+    if stream.sample_rate is not None:
+        headers["X-Sample-Rate"] = str(stream.sample_rate)
     return headers
 
 
-def _media_type(fmt: str, rate: int | None) -> str:
-    return FORMATS[fmt].content_type(rate or 24000)
+async def _until_revoked(
+    stream: VoiceStream, request: Request, principal: Principal
+) -> AsyncIterator[bytes]:
+    """The stream's chunks, ending within KEY_RECHECK_SECONDS of its key being revoked."""
+    # The same key re-check as every SSE stream (one query per key per second, however many
+    # streams it holds open).
+    streamer = getattr(request.app.state, "streamer", None)
+    key_check = getattr(streamer, "key_check", None)
+    if key_check is None:
+        async for chunk in stream.chunks():
+            yield chunk
+        return
+    try:
+        async for chunk in revocable(
+            stream.chunks(), principal.key_id, key_check, KEY_RECHECK_SECONDS
+        ):
+            yield chunk
+    except KeyRevoked:
+        stream.cancel()
 
 
-async def _respond(
-    request: Request,
-    services: Services,
-    source: AudioSource,
-    *,
-    fmt: str,
-    rate: int | None,
-    provider: str,
-    engine: str | None = None,
-) -> AudioStreamResponse:
-    limiter = _limiter(request, services.settings)
-    org_id = source.usage.org_id
-
-    async def on_close(done: AudioSource) -> None:
-        limiter.release(org_id)
-        await record_usage(services.db, done.usage)
-
+def _respond(stream: VoiceStream, request: Request, principal: Principal) -> AudioStreamResponse:
     return AudioStreamResponse(
-        source,
-        media_type=_media_type(fmt, rate),
-        headers=_headers(rate, provider, engine),
-        on_close=on_close,
+        stream, headers=_headers(stream), chunks=_until_revoked(stream, request, principal)
     )
 
 
-def _acquire(request: Request, settings: Settings, org_id: str) -> OrgLimiter:
-    limiter = _limiter(request, settings)
-    if not limiter.try_acquire(org_id):
-        raise HTTPException(
-            429,
-            f"at most {limiter.limit} concurrent voice streams per organisation",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
-    return limiter
-
-
-def _synthesis_stream(
-    settings: Settings,
-    usage: UsageRecord,
-    sentences: Any,
-    synthesizer: SentenceSynthesizer,
-    fmt: str,
-) -> SynthesisStream:
-    return SynthesisStream(
-        usage=usage,
-        sentences=sentences,
-        synthesizer=synthesizer,
-        encoder=StreamEncoder(FORMATS[fmt], synthesizer.sample_rate),
-        queue_size=settings.voice_queue_chunks,
-    )
-
-
-async def _aiter(items: list[str]):  # type: ignore[no-untyped-def]
-    for item in items:
-        yield item
+def _too_many(exc: TooManyStreams) -> HTTPException:
+    return HTTPException(429, exc.message, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 @router.post(
@@ -194,82 +105,13 @@ async def _aiter(items: list[str]):  # type: ignore[no-untyped-def]
 async def tts_stream(
     body: TTSRequest, request: Request, principal: WritePrincipal, services: ServicesDep
 ) -> AudioStreamResponse:
-    settings = services.settings
-    errors: list[tuple[str, str]] = []
-    text = body.text
-    if not text.strip():
-        errors.append(("text", "text must not be empty"))
-    elif not clean(text).strip():
-        errors.append(("text", "text has nothing to speak (only control characters)"))
-    elif len(text) > settings.voice_max_chars:
-        errors.append(
-            ("text", f"text is {len(text)} characters; the maximum is {settings.voice_max_chars}")
-        )
-    provider, engine = _check_choice(
-        settings,
-        voice=body.voice,
-        fmt=body.format,
-        provider=body.provider,
-        engine=body.engine,
-        language=body.language,
-        errors=errors,
-    )
-    if errors:
-        raise _invalid("body", errors)
-    usage = UsageRecord(
-        org_id=principal.org_id,
-        source="tts",
-        provider=provider,
-        voice=body.voice,
-        format=body.format,
-        requested_characters=len(text),
-    )
-    limiter = _acquire(request, settings, principal.org_id)
     try:
-        if provider == "embedded":
-            assert engine is not None
-            synthesizer = embedded_synthesizer(
-                engine,
-                body.voice,
-                body.language or DEFAULT_LANGUAGE,
-                body.speed,
-                piper_workers=settings.voice_piper_workers,
-            )
-            source: AudioSource = _synthesis_stream(
-                settings, usage, _aiter(split_sentences(text)), synthesizer, body.format
-            )
-            rate: int | None = FORMATS[body.format].output_rate(synthesizer.sample_rate)
-        else:
-            source, rate = await _openai_passthrough(settings, usage, body)
-    except BaseException:
-        limiter.release(principal.org_id)
-        raise
-    return await _respond(
-        request, services, source, fmt=body.format, rate=rate, provider=provider, engine=engine
-    )
-
-
-async def _openai_passthrough(
-    settings: Settings, usage: UsageRecord, body: TTSRequest
-) -> tuple[AudioSource, int | None]:
-    http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=120.0))
-    try:
-        response = await OpenAISpeech(settings).open_stream(
-            http, text=body.text, voice=body.voice, response_format=body.format, speed=body.speed
-        )
+        stream = await _voice_service(request, services).open_tts(principal.org_id, body)
+    except TooManyStreams as exc:
+        raise _too_many(exc) from exc
     except ProviderError as exc:
-        await http.aclose()
         raise HTTPException(exc.status, str(exc)) from exc
-
-    async def relay():  # type: ignore[no-untyped-def]
-        try:
-            async for chunk in stream_through(response):
-                yield chunk
-        finally:
-            await http.aclose()
-
-    rate = settings.openai_tts_pcm_rate if body.format == "pcm" else None
-    return PassThroughStream(usage=usage, upstream=relay()), rate
+    return _respond(stream, request, principal)
 
 
 @router.get("/api/voice/voices", summary="The voices of each provider")
@@ -363,31 +205,10 @@ async def list_voices(principal: CurrentPrincipal, services: ServicesDep) -> dic
 )
 async def voice_usage(
     principal: CurrentPrincipal,
-    session: SessionDep,
+    services: ServicesDep,
     since: Annotated[datetime | None, Query(description="ISO time; default all time")] = None,
 ) -> VoiceUsagePublic:
-    query = select(
-        VoiceUsage.provider,
-        func.count(),
-        func.coalesce(func.sum(VoiceUsage.characters), 0),
-        func.coalesce(func.sum(VoiceUsage.audio_ms), 0),
-    ).where(VoiceUsage.org_id == principal.org_id)
-    if since is not None:
-        query = query.where(VoiceUsage.created_at >= since)
-    rows = (await session.exec(query.group_by(VoiceUsage.provider))).all()  # type: ignore[call-overload]
-    totals = [
-        VoiceUsageTotals(
-            provider=p, requests=int(n), characters=int(c), audio_seconds=round(int(ms) / 1000, 3)
-        )
-        for p, n, c, ms in sorted(rows)
-    ]
-    return VoiceUsagePublic(
-        since=since,
-        requests=sum(t.requests for t in totals),
-        characters=sum(t.characters for t in totals),
-        audio_seconds=round(sum(t.audio_seconds for t in totals), 3),
-        by_provider=totals,
-    )
+    return await usage_totals(services.db, principal.org_id, since)
 
 
 @router.get(
@@ -408,81 +229,11 @@ async def run_speech(
     language: Annotated[str | None, Query()] = None,
     engine: Annotated[str | None, Query()] = None,
 ) -> AudioStreamResponse:
-    settings = services.settings
-    errors: list[tuple[str, str]] = []
-    chosen, chosen_engine = _check_choice(
-        settings,
-        voice=voice,
-        fmt=format,
-        provider=provider,
-        engine=engine,
-        language=language,
-        errors=errors,
-    )
-    if errors:
-        raise _invalid("query", errors)
-    text = RunText(
-        services.require_bus(),
-        services.db.pool,
-        principal.org_id,
-        run_id,
-        idle_seconds=settings.voice_run_idle_seconds,
-        max_chars=settings.voice_run_max_chars,
-    )
     try:
-        run = await find_run(services.db.pool, principal.org_id, run_id)
-        if not run.exists:
-            raise HTTPException(404, "run not found")
-        limiter = _acquire(request, settings, principal.org_id)
-    except BaseException:
-        text.close()
-        raise
-    try:
-        synthesizer: SentenceSynthesizer
-        http: httpx.AsyncClient | None = None
-        if chosen == "embedded":
-            assert chosen_engine is not None
-            synthesizer = embedded_synthesizer(
-                chosen_engine,
-                voice,
-                language or DEFAULT_LANGUAGE,
-                speed,
-                piper_workers=settings.voice_piper_workers,
-            )
-        else:
-            http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=120.0))
-            synthesizer = OpenAIPcmSynthesizer(OpenAISpeech(settings), http, voice, speed)
-        usage = UsageRecord(
-            org_id=principal.org_id,
-            source="run",
-            run_id=run_id,
-            provider=chosen,
-            voice=voice,
-            format=format,
-            requested_characters=0,
+        opts = SpeechOptions(voice, format, speed, provider, engine, language)
+        stream = await _voice_service(request, services).open_run_speech(
+            principal.org_id, run_id, opts
         )
-        sentences = (
-            text.stored_answer(run.finished_answer)
-            if run.finished_answer is not None and not run.has_events
-            else text.sentences()
-        )
-        source = _synthesis_stream(settings, usage, sentences, synthesizer, format)
-    except BaseException:
-        text.close()
-        limiter.release(principal.org_id)
-        raise
-    rate = FORMATS[format].output_rate(synthesizer.sample_rate)
-    response = await _respond(
-        request, services, source, fmt=format, rate=rate, provider=chosen, engine=chosen_engine
-    )
-    original = response.on_close
-
-    async def on_close(done: AudioSource) -> None:
-        done.usage.requested_characters = text.characters_received
-        text.close()
-        if http is not None:
-            await http.aclose()
-        await original(done)
-
-    response.on_close = on_close
-    return response
+    except TooManyStreams as exc:
+        raise _too_many(exc) from exc
+    return _respond(stream, request, principal)

@@ -44,8 +44,8 @@ class VoiceUsagePublic(ApiModel):
 
 
 class TTSRequest(ApiModel):
-    """POST /api/voice/tts/stream. Semantic checks (length, voice, format...) live in the route
-    so the limits can come from settings; each failure names its field."""
+    """POST /api/voice/tts/stream. Semantic checks (length, voice, format...) live in
+    `deeployd.voice.service` so the limits can come from settings; each failure names its field."""
 
     text: str
     voice: str = "alloy"

@@ -4,31 +4,22 @@ any A2A client — e.g. the a2a-sdk's — against `/a2a/agents/<agentId>`)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from deeployd.sdk.resource import Resource, given
 from deeployd.sdk.sse import StreamEvent
 
-if TYPE_CHECKING:
-    from deeployd.sdk.client import Client
 
-
-class A2ATasks:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
+class A2ATasks(Resource):
     async def create_task(
         self, agent_id: str, message: str | dict[str, Any], *, context_id: str | None = None
     ) -> dict[str, Any]:
         """Start a task: `message` is text or an A2A message (`{"parts": [{"text": ...}]}`)."""
-        body: dict[str, Any] = {"agentId": agent_id, "message": message}
-        if context_id:
-            body["contextId"] = context_id
-        result: dict[str, Any] = await self._client.request("POST", "/api/a2a/tasks", json=body)
-        return result
+        body = {"agentId": agent_id, "message": message, **given({"contextId": context_id})}
+        return await self._object("POST", "/api/a2a/tasks", json=body)
 
     async def get_task(self, task_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client.request("GET", f"/api/a2a/tasks/{task_id}")
-        return result
+        return await self._object("GET", f"/api/a2a/tasks/{task_id}")
 
     async def list_tasks(
         self,
@@ -39,30 +30,25 @@ class A2ATasks:
         page_size: int = 50,
         page_token: str | None = None,
     ) -> dict[str, Any]:
-        params: dict[str, Any] = {"pageSize": page_size}
-        for key, value in (
-            ("agentId", agent_id),
-            ("contextId", context_id),
-            ("state", state),
-            ("pageToken", page_token),
-        ):
-            if value:
-                params[key] = value
-        result: dict[str, Any] = await self._client.request("GET", "/api/a2a/tasks", params=params)
-        return result
+        params = given(
+            {
+                "pageSize": page_size,
+                "agentId": agent_id,
+                "contextId": context_id,
+                "state": state,
+                "pageToken": page_token,
+            }
+        )
+        return await self._object("GET", "/api/a2a/tasks", params=params)
 
     async def send_message(self, task_id: str, content: str) -> dict[str, Any]:
         """Answer a task waiting in `input-required`."""
-        result: dict[str, Any] = await self._client.request(
+        return await self._object(
             "POST", f"/api/a2a/tasks/{task_id}/messages", json={"content": content}
         )
-        return result
 
     async def cancel_task(self, task_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client.request(
-            "POST", f"/api/a2a/tasks/{task_id}/cancel"
-        )
-        return result
+        return await self._object("POST", f"/api/a2a/tasks/{task_id}/cancel")
 
     async def stream_task(
         self, task_id: str, *, last_event_id: int | None = None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic.alias_generators import to_camel
 
-if TYPE_CHECKING:
-    from deeployd.sdk.client import Client
+from deeployd.sdk.resource import Resource
 
 
 def camel_body(fields: dict[str, Any]) -> dict[str, Any]:
@@ -15,30 +14,19 @@ def camel_body(fields: dict[str, Any]) -> dict[str, Any]:
     return {to_camel(k) if "_" in k else k: v for k, v in fields.items()}
 
 
-class Agents:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
+class Agents(Resource):
     async def create(self, **fields: Any) -> dict[str, Any]:
         """e.g. `create(name="helper", provider="openai", model="gpt-4o-mini", tools=[...])`."""
-        result: dict[str, Any] = await self._client.request(
-            "POST", "/api/agents", json=camel_body(fields)
-        )
-        return result
+        return await self._object("POST", "/api/agents", json=camel_body(fields))
 
     async def get(self, agent_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client.request("GET", f"/api/agents/{agent_id}")
-        return result
+        return await self._object("GET", f"/api/agents/{agent_id}")
 
     async def list(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._client.request("GET", "/api/agents")
-        return result
+        return await self._objects("GET", "/api/agents")
 
     async def update(self, agent_id: str, **fields: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client.request(
-            "PATCH", f"/api/agents/{agent_id}", json=camel_body(fields)
-        )
-        return result
+        return await self._object("PATCH", f"/api/agents/{agent_id}", json=camel_body(fields))
 
     async def delete(self, agent_id: str) -> None:
         await self._client.request("DELETE", f"/api/agents/{agent_id}")

@@ -11,17 +11,11 @@ from deeployd.sdk.a2a import A2ATasks
 from deeployd.sdk.agents import Agents
 from deeployd.sdk.command_center import CommandCenter
 from deeployd.sdk.conversations import Conversations
+from deeployd.sdk.resource import ApiError, api_error
 from deeployd.sdk.runs import Runs
 from deeployd.sdk.sse import EventStream, StreamEvent
 from deeployd.sdk.streaming import Streaming
 from deeployd.sdk.voice import VoiceApi
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(f"HTTP {status}: {body}")
-        self.status = status
-        self.body = body
 
 
 class Client:
@@ -55,11 +49,7 @@ class Client:
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = await self.http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            try:
-                body: Any = response.json()
-            except ValueError:
-                body = response.text
-            raise ApiError(response.status_code, body)
+            raise api_error(response.status_code, response.content)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()

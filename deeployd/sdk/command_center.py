@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deeployd.sdk.agent_events import AgentEvent
 from deeployd.sdk.agents import camel_body
-
-if TYPE_CHECKING:
-    from deeployd.sdk.client import Client
+from deeployd.sdk.resource import Resource
 
 
-class CommandCenter:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
+class CommandCenter(Resource):
     async def stream(
         self,
         *,
@@ -35,35 +30,26 @@ class CommandCenter:
             yield AgentEvent.of(event)
 
     async def live_runs(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._client.request(
-            "GET", "/api/command-center/runs/live"
-        )
-        return result
+        return await self._objects("GET", "/api/command-center/runs/live")
 
     async def create_alert_rule(self, **fields: Any) -> dict[str, Any]:
         """e.g. `create_alert_rule(name=..., metric="run_cost", comparator="gt", threshold=1)`."""
-        result: dict[str, Any] = await self._client.request(
+        return await self._object(
             "POST", "/api/command-center/alert-rules", json=camel_body(fields)
         )
-        return result
 
     async def list_alert_rules(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._client.request(
-            "GET", "/api/command-center/alert-rules"
-        )
-        return result
+        return await self._objects("GET", "/api/command-center/alert-rules")
 
     async def update_alert_rule(self, rule_id: str, **fields: Any) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client.request(
+        return await self._object(
             "PATCH", f"/api/command-center/alert-rules/{rule_id}", json=camel_body(fields)
         )
-        return result
 
     async def delete_alert_rule(self, rule_id: str) -> None:
         await self._client.request("DELETE", f"/api/command-center/alert-rules/{rule_id}")
 
     async def alerts(self, *, status: str | None = None) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._client.request(
+        return await self._objects(
             "GET", "/api/command-center/alerts", params={"status": status} if status else None
         )
-        return result

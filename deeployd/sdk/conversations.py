@@ -17,21 +17,16 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from deeployd.sdk.agent_events import RUN_END_TYPES, AgentEvent
+from deeployd.sdk.resource import Resource, api_error
 from deeployd.sdk.sse import parse_sse
 
-if TYPE_CHECKING:
-    from deeployd.sdk.client import Client
 
-
-class Conversations:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
+class Conversations(Resource):
     async def create(
         self, agent_id: str, *, title: str | None = None, multitask: str | None = None
     ) -> dict[str, Any]:
@@ -41,51 +36,38 @@ class Conversations:
             body["title"] = title
         if multitask is not None:
             body["multitask"] = multitask
-        result: dict[str, Any] = await self._client.request("POST", "/api/conversations", json=body)
-        return result
+        return await self._object("POST", "/api/conversations", json=body)
 
     async def get(self, conversation_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client.request(
-            "GET", f"/api/conversations/{conversation_id}"
-        )
-        return result
+        return await self._object("GET", f"/api/conversations/{conversation_id}")
 
     async def list(self, *, agent_id: str | None = None) -> list[dict[str, Any]]:
         params = {"agentId": agent_id} if agent_id else None
-        result: list[dict[str, Any]] = await self._client.request(
-            "GET", "/api/conversations", params=params
-        )
-        return result
+        return await self._objects("GET", "/api/conversations", params=params)
 
     async def delete(self, conversation_id: str) -> None:
         await self._client.request("DELETE", f"/api/conversations/{conversation_id}")
 
     async def messages(self, conversation_id: str) -> builtins.list[dict[str, Any]]:
-        result: builtins.list[dict[str, Any]] = await self._client.request(
-            "GET", f"/api/conversations/{conversation_id}/messages"
-        )
-        return result
+        return await self._objects("GET", f"/api/conversations/{conversation_id}/messages")
 
     async def send_message(
         self, conversation_id: str, content: str, *, wait: bool = False
     ) -> dict[str, Any]:
         """Start a run: `{runId}` at once, or with `wait=True` the final answer."""
-        result: dict[str, Any] = await self._client.request(
+        return await self._object(
             "POST",
             f"/api/conversations/{conversation_id}/messages",
             params={"wait": "true"} if wait else None,
             json={"content": content},
             timeout=httpx.Timeout(10, read=None) if wait else None,
         )
-        return result
 
     async def send_message_stream(
         self, *, conversation_id: str, content: str
     ) -> AsyncIterator[AgentEvent]:
         """Send a message and stream its run: token, tool_call, tool_result, approval_required,
         then done or error."""
-        from deeployd.sdk.client import ApiError
-
         run_id: str | None = None
         last_id: int | None = None
         try:
@@ -98,11 +80,7 @@ class Conversations:
                 timeout=httpx.Timeout(10, read=None),
             ) as response:
                 if response.status_code >= 400:
-                    body = (await response.aread()).decode(errors="replace")
-                    try:
-                        raise ApiError(response.status_code, json.loads(body))
-                    except ValueError:
-                        raise ApiError(response.status_code, body) from None
+                    raise api_error(response.status_code, await response.aread())
                 run_id = response.headers.get("x-run-id")
                 async for event_id, data, _retry in parse_sse(response.aiter_lines()):
                     if data is None:

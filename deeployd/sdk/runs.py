@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deeployd.sdk.agent_events import RUN_END_TYPES, AgentEvent
-
-if TYPE_CHECKING:
-    from deeployd.sdk.client import Client
+from deeployd.sdk.resource import Resource, given
 
 
-class Runs:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
+class Runs(Resource):
     async def get(self, run_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client.request("GET", f"/api/runs/{run_id}")
-        return result
+        return await self._object("GET", f"/api/runs/{run_id}")
 
     async def list(
         self,
@@ -29,17 +23,16 @@ class Runs:
         since: datetime | str | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"limit": limit}
-        if agent_id:
-            params["agentId"] = agent_id
-        if conversation_id:
-            params["conversationId"] = conversation_id
-        if status:
-            params["status"] = status
-        if since is not None:
-            params["since"] = since.isoformat() if isinstance(since, datetime) else since
-        result: list[dict[str, Any]] = await self._client.request("GET", "/api/runs", params=params)
-        return result
+        params = given(
+            {
+                "limit": limit,
+                "agentId": agent_id,
+                "conversationId": conversation_id,
+                "status": status,
+                "since": since.isoformat() if isinstance(since, datetime) else since,
+            }
+        )
+        return await self._objects("GET", "/api/runs", params=params)
 
     async def approve(
         self, run_id: str, tool_call_id: str, approved: bool = True, comment: str | None = None
@@ -48,17 +41,13 @@ class Runs:
         body: dict[str, Any] = {"toolCallId": tool_call_id, "approved": approved}
         if comment is not None:
             body["comment"] = comment
-        result: dict[str, Any] = await self._client.request(
-            "POST", f"/api/runs/{run_id}/approve", json=body
-        )
-        return result
+        return await self._object("POST", f"/api/runs/{run_id}/approve", json=body)
 
     async def reject(self, run_id: str, tool_call_id: str, comment: str | None = None) -> Any:
         return await self.approve(run_id, tool_call_id, False, comment)
 
     async def cancel(self, run_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client.request("POST", f"/api/runs/{run_id}/cancel")
-        return result
+        return await self._object("POST", f"/api/runs/{run_id}/cancel")
 
     async def stream(
         self, run_id: str, *, last_event_id: int | None = None

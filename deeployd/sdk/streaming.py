@@ -3,22 +3,17 @@ dead letters and the live stream (mirrors the TypeScript SDK's `client.streaming
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from deeployd.sdk.resource import Resource
 from deeployd.sdk.sse import EventStream
-
-if TYPE_CHECKING:
-    from deeployd.sdk.client import Client
 
 _BASE = "/api/streaming"
 
 
-class Streaming:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return await self._client.request(method, f"{_BASE}{path}", **kwargs)
+class Streaming(Resource):
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        return await self._object(method, f"{_BASE}{path}", **kwargs)
 
     # --- pipelines ------------------------------------------------------------------------
 
@@ -39,8 +34,7 @@ class Streaming:
         }
         if options is not None:
             body["options"] = options
-        result: dict[str, Any] = await self._call("POST", "/pipelines", json=body)
-        return result
+        return await self._call("POST", "/pipelines", json=body)
 
     async def list_pipelines(
         self, *, limit: int = 50, offset: int = 0, status: str | None = None
@@ -49,24 +43,20 @@ class Streaming:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status:
             params["status"] = status
-        result: dict[str, Any] = await self._call("GET", "/pipelines", params=params)
-        return result
+        return await self._call("GET", "/pipelines", params=params)
 
     async def get_pipeline(self, pipeline_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("GET", f"/pipelines/{pipeline_id}")
-        return result
+        return await self._call("GET", f"/pipelines/{pipeline_id}")
 
     async def update_pipeline(self, pipeline_id: str, **config: Any) -> dict[str, Any]:
         """Replace the configuration (name, source, transforms, destination, options)."""
-        result: dict[str, Any] = await self._call("PUT", f"/pipelines/{pipeline_id}", json=config)
-        return result
+        return await self._call("PUT", f"/pipelines/{pipeline_id}", json=config)
 
     async def delete_pipeline(self, pipeline_id: str) -> None:
         await self._call("DELETE", f"/pipelines/{pipeline_id}")
 
     async def _control(self, pipeline_id: str, action: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("POST", f"/pipelines/{pipeline_id}/{action}")
-        return result
+        return await self._call("POST", f"/pipelines/{pipeline_id}/{action}")
 
     async def start_pipeline(self, pipeline_id: str) -> dict[str, Any]:
         return await self._control(pipeline_id, "start")
@@ -85,31 +75,22 @@ class Streaming:
     async def process(self, pipeline_id: str, item: dict[str, Any]) -> dict[str, Any]:
         """Push one item; returns `{accepted, offsets, firstOffset, lastOffset}` once durable.
         Raises ApiError(429) when the pipeline is backpressured (see its `Retry-After`)."""
-        result: dict[str, Any] = await self._call(
-            "POST", f"/pipelines/{pipeline_id}/process", json=item
-        )
-        return result
+        return await self._call("POST", f"/pipelines/{pipeline_id}/process", json=item)
 
     async def batch(self, pipeline_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Push up to 10,000 items in one durable append."""
-        result: dict[str, Any] = await self._call(
-            "POST", f"/pipelines/{pipeline_id}/batch", json=items
-        )
-        return result
+        return await self._call("POST", f"/pipelines/{pipeline_id}/batch", json=items)
 
     # --- observability --------------------------------------------------------------------
 
     async def get_pipeline_metrics(self, pipeline_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("GET", f"/pipelines/{pipeline_id}/metrics")
-        return result
+        return await self._call("GET", f"/pipelines/{pipeline_id}/metrics")
 
     async def get_pipeline_health(self, pipeline_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("GET", f"/pipelines/{pipeline_id}/health")
-        return result
+        return await self._call("GET", f"/pipelines/{pipeline_id}/health")
 
     async def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call("GET", "/stats")
-        return result
+        return await self._call("GET", "/stats")
 
     def stream(self, pipeline_id: str, *, last_event_id: int | None = None) -> EventStream:
         """Live `status`, `metrics`, `delivery_failed`, ... events; resumes on reconnect."""
@@ -121,18 +102,16 @@ class Streaming:
 
     async def create_checkpoint(self, pipeline_id: str) -> dict[str, Any]:
         """Snapshot the pipeline's state; returns `{id, offset}`."""
-        result: dict[str, Any] = await self._call("POST", f"/pipelines/{pipeline_id}/checkpoints")
-        return result
+        return await self._call("POST", f"/pipelines/{pipeline_id}/checkpoints")
 
     async def list_checkpoints(self, pipeline_id: str) -> list[dict[str, Any]]:
         result: dict[str, Any] = await self._call("GET", f"/pipelines/{pipeline_id}/checkpoints")
         return list(result["items"])
 
     async def restore_checkpoint(self, pipeline_id: str, checkpoint_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
+        return await self._call(
             "POST", f"/pipelines/{pipeline_id}/checkpoints/{checkpoint_id}/restore"
         )
-        return result
 
     # --- dead letters ---------------------------------------------------------------------
 
@@ -142,13 +121,7 @@ class Streaming:
         params: dict[str, Any] = {"after": after, "limit": limit}
         if include_replayed:
             params["includeReplayed"] = "true"
-        result: dict[str, Any] = await self._call(
-            "GET", f"/pipelines/{pipeline_id}/dead-letters", params=params
-        )
-        return result
+        return await self._call("GET", f"/pipelines/{pipeline_id}/dead-letters", params=params)
 
     async def replay_dead_letters(self, pipeline_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(
-            "POST", f"/pipelines/{pipeline_id}/dead-letters/replay"
-        )
-        return result
+        return await self._call("POST", f"/pipelines/{pipeline_id}/dead-letters/replay")

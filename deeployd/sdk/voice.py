@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-if TYPE_CHECKING:
-    from deeployd.sdk.client import Client
+from deeployd.sdk.resource import Resource, api_error, given
 
 
-class VoiceApi:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
+class VoiceApi(Resource):
     async def tts_stream(
         self,
         text: str,
@@ -30,11 +26,8 @@ class VoiceApi:
 
         `async for chunk in client.voice.tts_stream("Hello!", voice="nova"): player.feed(chunk)`
         """
-        body: dict[str, Any] = {"text": text, "voice": voice, "format": format}
         options = {"speed": speed, "provider": provider, "engine": engine, "language": language}
-        for key, value in options.items():
-            if value is not None:
-                body[key] = value
+        body = {"text": text, "voice": voice, "format": format, **given(options)}
         async for chunk in self._audio("POST", "/api/voice/tts/stream", json=body):
             yield chunk
 
@@ -47,29 +40,18 @@ class VoiceApi:
             yield chunk
 
     async def voices(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client.request("GET", "/api/voice/voices")
-        return result
+        return await self._object("GET", "/api/voice/voices")
 
     async def usage(self, since: str | None = None) -> dict[str, Any]:
         params = {"since": since} if since else None
-        result: dict[str, Any] = await self._client.request(
-            "GET", "/api/voice/usage", params=params
-        )
-        return result
+        return await self._object("GET", "/api/voice/usage", params=params)
 
     async def _audio(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[bytes]:
-        from deeployd.sdk.client import ApiError
-
         # No overall deadline: a long text is a long stream. Each read may wait up to 60 s.
         timeout = httpx.Timeout(30.0, read=60.0)
         async with self._client.http.stream(method, path, timeout=timeout, **kwargs) as response:
             if response.status_code >= 400:
-                raw = await response.aread()
-                try:
-                    detail: Any = response.json()
-                except ValueError:
-                    detail = raw.decode("utf-8", "replace")
-                raise ApiError(response.status_code, detail)
+                raise api_error(response.status_code, await response.aread())
             async for chunk in response.aiter_raw():
                 if chunk:
                     yield chunk

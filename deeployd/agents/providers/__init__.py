@@ -1,6 +1,6 @@
 """Model providers behind one small interface (see `base.py` and docs/agents-providers.md).
 
-provider = get_provider(agent.provider)           # "openai" | "anthropic" | "scripted"
+provider = get_provider(agent.provider)           # any name in PROVIDERS (see registry.py)
 async with contextlib.aclosing(provider.stream(request)) as events:
     async for event in events: ...                 # TextDelta | ToolCallRequest | UsageReport
 """
@@ -10,11 +10,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
+# The built-in providers register themselves on import; a new one is a module with a
+# `@registered` class, plus its name on this line.
+from deeployd.agents.providers import anthropic, openai, scripted  # noqa: F401
 from deeployd.agents.providers.anthropic import AnthropicProvider
 from deeployd.agents.providers.base import (
+    PROVIDERS,
     ChatMessage,
     ModelProvider,
     ModelRequest,
+    PlatformKey,
     ProviderError,
     ProviderEvent,
     TextDelta,
@@ -22,6 +27,7 @@ from deeployd.agents.providers.base import (
     ToolCallRequest,
     ToolSpec,
     UsageReport,
+    registered,
 )
 from deeployd.agents.providers.openai import OpenAIProvider
 from deeployd.agents.providers.scripted import (
@@ -31,50 +37,47 @@ from deeployd.agents.providers.scripted import (
     ScriptedProvider,
 )
 
-_PROVIDERS: dict[str, ModelProvider] = {
-    p.name: p for p in (OpenAIProvider(), AnthropicProvider(), ScriptedProvider())
-}
-
-# Where each provider takes the platform's API key from when the agent names none.
-_ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
-_SETTINGS_KEYS = {"openai": "openai_api_key", "anthropic": "anthropic_api_key"}
-# The platform's own endpoints: the only URLs a platform key is ever sent to.
-PLATFORM_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com",
-}
-
 
 def get_provider(name: str) -> ModelProvider:
     """The provider registered under `name`; unknown names raise KeyError."""
-    try:
-        return _PROVIDERS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown provider {name!r}; known: {', '.join(sorted(_PROVIDERS))}"
-        ) from None
+    provider = PROVIDERS.find(name)
+    if provider is None:
+        raise KeyError(f"unknown provider {name!r}; known: {', '.join(provider_names())}")
+    return provider
 
 
 def register_provider(provider: ModelProvider) -> None:
-    """Add (or replace) a provider, e.g. a custom backend registered at worker start-up."""
-    _PROVIDERS[provider.name] = provider
+    """Add a provider, e.g. a custom backend registered at worker start-up."""
+    PROVIDERS.add(provider.name, provider)
 
 
 def provider_names() -> list[str]:
-    return sorted(_PROVIDERS)
+    return sorted(PROVIDERS.names())
+
+
+def _platform_key(provider: str) -> PlatformKey | None:
+    found = PROVIDERS.find(provider)
+    key = getattr(found, "platform_key", None)
+    return key if isinstance(key, PlatformKey) else None
+
+
+# The platform's own endpoints: the only URLs a platform key is ever sent to.
+PLATFORM_BASE_URLS = {
+    name: key.base_url for name in PROVIDERS if (key := _platform_key(name)) is not None
+}
 
 
 def has_platform_key(provider: str) -> bool:
     """Providers the platform may hold a key for (OPENAI_API_KEY / ANTHROPIC_API_KEY)."""
-    return provider in _ENV_KEYS
+    return _platform_key(provider) is not None
 
 
 def is_platform_endpoint(provider: str, base_url: str | None) -> bool:
     """True when `base_url` is the provider's own public endpoint (unset, or spelled out)."""
     if not base_url:
         return True
-    default = PLATFORM_BASE_URLS.get(provider)
-    return default is not None and base_url.rstrip("/") == default
+    key = _platform_key(provider)
+    return key is not None and base_url.rstrip("/") == key.base_url
 
 
 def default_api_key(provider: str, settings: Any = None, base_url: str | None = None) -> str | None:
@@ -82,12 +85,12 @@ def default_api_key(provider: str, settings: Any = None, base_url: str | None = 
     `settings.anthropic_api_key` (OPENAI_API_KEY / ANTHROPIC_API_KEY), the environment
     without settings. Only for the platform's own endpoint: never for a `base_url` a tenant
     chose (None then)."""
-    variable = _ENV_KEYS.get(provider)
-    if variable is None or not is_platform_endpoint(provider, base_url):
+    key = _platform_key(provider)
+    if key is None or not is_platform_endpoint(provider, base_url):
         return None
-    if settings is not None and hasattr(settings, _SETTINGS_KEYS[provider]):
-        return getattr(settings, _SETTINGS_KEYS[provider]) or None
-    return os.environ.get(variable) or None
+    if settings is not None and hasattr(settings, key.setting):
+        return getattr(settings, key.setting) or None
+    return os.environ.get(key.env) or None
 
 
 __all__ = [
@@ -95,11 +98,13 @@ __all__ = [
     "DEMO_SCRIPT",
     "DEMO_TOOLS",
     "PLATFORM_BASE_URLS",
+    "PROVIDERS",
     "AnthropicProvider",
     "ChatMessage",
     "ModelProvider",
     "ModelRequest",
     "OpenAIProvider",
+    "PlatformKey",
     "ProviderError",
     "ProviderEvent",
     "ScriptedProvider",
@@ -114,4 +119,5 @@ __all__ = [
     "is_platform_endpoint",
     "provider_names",
     "register_provider",
+    "registered",
 ]

@@ -15,31 +15,26 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from deeployd.agents.providers import base
 from deeployd.agents.providers.base import (
-    ChatMessage,
-    ModelRequest,
-    ProviderError,
-    ProviderEvent,
-    TextDelta,
-    ToolCall,
-    ToolCallRequest,
-    UsageReport,
+    PlatformKey,
     import_sdk,
-    is_transport_error,
-    map_sdk_error,
     parse_tool_arguments,
+    provider_errors,
+    registered,
 )
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_TOKENS = 4096
-MAX_TOOL_ARGUMENT_CHARS = 1_000_000
 
 
 def _sdk() -> Any:
     return import_sdk("anthropic", "anthropic>=0.40")
 
 
-def to_anthropic_messages(messages: list[ChatMessage]) -> tuple[str | None, list[dict[str, Any]]]:
+def to_anthropic_messages(
+    messages: list[base.ChatMessage],
+) -> tuple[str | None, list[dict[str, Any]]]:
     """(system prompt, messages) in the Messages API's shape."""
     system: list[str] = []
     out: list[dict[str, Any]] = []
@@ -75,7 +70,7 @@ def to_anthropic_messages(messages: list[ChatMessage]) -> tuple[str | None, list
     return ("\n\n".join(system) or None), out
 
 
-def _request_kwargs(request: ModelRequest) -> dict[str, Any]:
+def _request_kwargs(request: base.ModelRequest) -> dict[str, Any]:
     system, messages = to_anthropic_messages(request.messages)
     kwargs: dict[str, Any] = {
         "model": request.model,
@@ -98,15 +93,19 @@ def _request_kwargs(request: ModelRequest) -> dict[str, Any]:
     return kwargs
 
 
+@registered
 class AnthropicProvider:
     """Claude models over the official `anthropic` SDK (streaming, tool use, usage)."""
 
     name = "anthropic"
+    platform_key = PlatformKey(
+        "ANTHROPIC_API_KEY", "anthropic_api_key", "https://api.anthropic.com"
+    )
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: base.ModelRequest) -> AsyncIterator[base.ProviderEvent]:
         anthropic = _sdk()
         if not request.api_key:
-            raise ProviderError(
+            raise base.ProviderError(
                 "anthropic: no API key (set the agent's apiKey, e.g. "
                 "${secrets.ANTHROPIC_API_KEY}, or ANTHROPIC_API_KEY in the worker's environment)",
                 code="auth",
@@ -125,7 +124,7 @@ class AnthropicProvider:
         prompt_tokens = 0
         completion_tokens = 0
         try:
-            try:
+            with provider_errors(anthropic, "anthropic", anthropic.AnthropicError):
                 stream = await client.messages.create(**_request_kwargs(request))
                 # Leaving this block (end, error, aclose(), cancellation) closes the HTTP response.
                 async with stream:
@@ -135,18 +134,13 @@ class AnthropicProvider:
                             delta = event.delta
                             if delta.type == "text_delta":
                                 if delta.text:
-                                    yield TextDelta(text=delta.text)
+                                    yield base.TextDelta(text=delta.text)
                             elif delta.type == "input_json_delta":
                                 block = tool_blocks.get(event.index)
                                 if block is not None and delta.partial_json:
-                                    buffered += len(delta.partial_json)
-                                    if buffered > MAX_TOOL_ARGUMENT_CHARS:
-                                        raise ProviderError(
-                                            "anthropic: tool input exceeds "
-                                            f"{MAX_TOOL_ARGUMENT_CHARS} characters",
-                                            code="bad_request",
-                                            retryable=False,
-                                        )
+                                    buffered = base.add_argument_chars(
+                                        "anthropic", buffered, delta.partial_json
+                                    )
                                     block["parts"].append(delta.partial_json)
                         elif kind == "content_block_start":
                             block = event.content_block
@@ -165,8 +159,8 @@ class AnthropicProvider:
                                     if done["parts"]
                                     else dict(done["input"])
                                 )
-                                yield ToolCallRequest(
-                                    call=ToolCall(
+                                yield base.ToolCallRequest(
+                                    call=base.ToolCall(
                                         id=done["id"], name=done["name"], arguments=arguments
                                     )
                                 )
@@ -179,17 +173,7 @@ class AnthropicProvider:
                             # output_tokens is cumulative; newer API versions repeat input counts.
                             completion_tokens = max(completion_tokens, usage.output_tokens or 0)
                             prompt_tokens = max(prompt_tokens, _input_tokens(usage))
-            except ProviderError:
-                raise
-            except anthropic.AnthropicError as exc:
-                raise map_sdk_error(exc, anthropic, "anthropic") from exc
-            except Exception as exc:
-                if is_transport_error(exc):  # the connection broke mid-stream
-                    raise ProviderError(
-                        f"anthropic: connection lost: {exc!r}", code="connection", retryable=True
-                    ) from exc
-                raise
-            yield UsageReport(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            yield base.UsageReport(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
         finally:
             await client.close()
 

@@ -11,13 +11,17 @@ when its arguments are complete, then exactly one `UsageReport` at the end of a 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
-from collections.abc import AsyncIterator
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, Field
+
+from deeployd.registry import Registry
 
 
 class ToolCall(BaseModel):
@@ -133,6 +137,30 @@ class ModelProvider(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class PlatformKey:
+    """Where a provider takes the platform's own API key from when an agent names none, and
+    the only endpoint that key is ever sent to."""
+
+    env: str  # e.g. OPENAI_API_KEY (used without settings)
+    setting: str  # the Settings field holding it, e.g. openai_api_key
+    base_url: str
+
+
+# Every provider by name (the agents API validates `provider` against it). Each provider module
+# registers itself with `@registered`; the package's `__init__` imports the built-ins.
+PROVIDERS: Registry[ModelProvider] = Registry("provider")
+
+ProviderClass = TypeVar("ProviderClass", bound=type)
+
+
+def registered(cls: ProviderClass) -> ProviderClass:
+    """Class decorator: file one instance of the provider under its `name`."""
+    instance = cls()
+    PROVIDERS.add(instance.name, instance)
+    return cls
+
+
 # --- helpers shared by the providers ---------------------------------------------------------
 
 
@@ -161,6 +189,41 @@ def retry_after_seconds(headers: Any) -> float | None:
 
 
 _TRANSPORT_MODULES = ("httpx", "httpcore", "h11", "h2", "anyio", "ssl")
+
+
+# Bound what a misbehaving server can make us buffer for one call's tool arguments.
+MAX_TOOL_ARGUMENT_CHARS = 1_000_000
+
+
+def add_argument_chars(provider: str, buffered: int, fragment: str) -> int:
+    """`buffered` plus the fragment: the tool-argument text one call has buffered so far; a
+    ProviderError (not retried) once it passes MAX_TOOL_ARGUMENT_CHARS."""
+    buffered += len(fragment)
+    if buffered > MAX_TOOL_ARGUMENT_CHARS:
+        raise ProviderError(
+            f"{provider}: tool call arguments exceed {MAX_TOOL_ARGUMENT_CHARS} characters",
+            code="bad_request",
+            retryable=False,
+        )
+    return buffered
+
+
+@contextlib.contextmanager
+def provider_errors(sdk: Any, provider: str, sdk_error: type[BaseException]) -> Iterator[None]:
+    """An SDK's errors, and a connection broken mid-stream, as ProviderError (which says whether
+    Temporal should retry). Wraps the whole streamed call, yields included."""
+    try:
+        yield
+    except ProviderError:
+        raise
+    except sdk_error as exc:
+        raise map_sdk_error(exc, sdk, provider) from exc
+    except Exception as exc:
+        if is_transport_error(exc):  # the connection broke mid-stream
+            raise ProviderError(
+                f"{provider}: connection lost: {exc!r}", code="connection", retryable=True
+            ) from exc
+        raise
 
 
 def is_transport_error(exc: BaseException) -> bool:

@@ -23,34 +23,26 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from deeployd.agents.providers import base
 from deeployd.agents.providers.base import (
-    ChatMessage,
-    ModelRequest,
-    ProviderError,
-    ProviderEvent,
-    TextDelta,
-    ToolCall,
-    ToolCallRequest,
-    UsageReport,
+    PlatformKey,
     estimate_tokens,
     import_sdk,
-    is_transport_error,
-    map_sdk_error,
     parse_tool_arguments,
+    provider_errors,
+    registered,
 )
 
 DEFAULT_TIMEOUT_S = 120.0
 # Local servers ignore the key, but the SDK insists on one.
 PLACEHOLDER_KEY = "not-needed"
-# Bound what a misbehaving server can make us buffer for one call's tool arguments.
-MAX_TOOL_ARGUMENT_CHARS = 1_000_000
 
 
 def _sdk() -> Any:
     return import_sdk("openai", "openai>=1.50")
 
 
-def to_openai_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+def to_openai_messages(messages: list[base.ChatMessage]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "tool":
@@ -77,7 +69,7 @@ def to_openai_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     return out
 
 
-def _request_kwargs(request: ModelRequest) -> dict[str, Any]:
+def _request_kwargs(request: base.ModelRequest) -> dict[str, Any]:
     options = request.options
     kwargs: dict[str, Any] = {
         "model": request.model,
@@ -131,17 +123,19 @@ def _slot(fragment: Any, pending: dict[int, _PendingCall]) -> int:
     return last
 
 
+@registered
 class OpenAIProvider:
     """Chat Completions over the official `openai` SDK (streaming, tools, usage)."""
 
     name = "openai"
+    platform_key = PlatformKey("OPENAI_API_KEY", "openai_api_key", "https://api.openai.com/v1")
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: base.ModelRequest) -> AsyncIterator[base.ProviderEvent]:
         openai = _sdk()
         api_key = request.api_key
         if not api_key:
             if request.base_url is None:
-                raise ProviderError(
+                raise base.ProviderError(
                     "openai: no API key (set the agent's apiKey, e.g. ${secrets.OPENAI_API_KEY}, "
                     "or OPENAI_API_KEY in the worker's environment)",
                     code="auth",
@@ -159,15 +153,15 @@ class OpenAIProvider:
         pending: dict[int, _PendingCall] = {}
         buffered = 0
         text_chars = 0
-        usage: UsageReport | None = None
+        usage: base.UsageReport | None = None
         try:
-            try:
+            with provider_errors(openai, "openai", openai.OpenAIError):
                 stream = await client.chat.completions.create(**_request_kwargs(request))
                 # Leaving this block (end, error, aclose(), cancellation) closes the HTTP response.
                 async with stream:
                     async for chunk in stream:
                         if chunk.usage is not None:
-                            usage = UsageReport(
+                            usage = base.UsageReport(
                                 prompt_tokens=chunk.usage.prompt_tokens or 0,
                                 completion_tokens=chunk.usage.completion_tokens or 0,
                             )
@@ -177,7 +171,7 @@ class OpenAIProvider:
                                 continue
                             if delta.content:
                                 text_chars += len(delta.content)
-                                yield TextDelta(text=delta.content)
+                                yield base.TextDelta(text=delta.content)
                             for fragment in delta.tool_calls or ():
                                 call = pending.setdefault(_slot(fragment, pending), _PendingCall())
                                 if fragment.id:
@@ -187,42 +181,27 @@ class OpenAIProvider:
                                     if function.name:
                                         call.name = function.name
                                     if function.arguments:
-                                        buffered += len(function.arguments)
-                                        if buffered > MAX_TOOL_ARGUMENT_CHARS:
-                                            raise ProviderError(
-                                                "openai: tool call arguments exceed "
-                                                f"{MAX_TOOL_ARGUMENT_CHARS} characters",
-                                                code="bad_request",
-                                                retryable=False,
-                                            )
+                                        buffered = base.add_argument_chars(
+                                            "openai", buffered, function.arguments
+                                        )
                                         call.arguments.append(function.arguments)
-            except ProviderError:
-                raise
-            except openai.OpenAIError as exc:
-                raise map_sdk_error(exc, openai, "openai") from exc
-            except Exception as exc:
-                if is_transport_error(exc):  # the connection broke mid-stream
-                    raise ProviderError(
-                        f"openai: connection lost: {exc!r}", code="connection", retryable=True
-                    ) from exc
-                raise
             for index in sorted(pending):
                 call = pending[index]
                 if not call.name:
-                    raise ProviderError(
+                    raise base.ProviderError(
                         f"openai: tool call #{index} has no function name",
                         code="stream_error",
                         retryable=True,
                     )
-                yield ToolCallRequest(
-                    call=ToolCall(
+                yield base.ToolCallRequest(
+                    call=base.ToolCall(
                         id=call.id or f"call_{uuid.uuid4().hex[:24]}",
                         name=call.name,
                         arguments=parse_tool_arguments("".join(call.arguments)),
                     )
                 )
             if usage is None:
-                usage = UsageReport(
+                usage = base.UsageReport(
                     prompt_tokens=estimate_tokens(json.dumps(to_openai_messages(request.messages))),
                     completion_tokens=math.ceil((text_chars + buffered) / 4),
                     estimated=True,

@@ -31,16 +31,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deeployd.agents.providers.base import (
-    ChatMessage,
-    ModelRequest,
-    ProviderError,
-    ProviderEvent,
-    TextDelta,
-    ToolCall,
-    ToolCallRequest,
-    UsageReport,
-)
+from deeployd.agents.providers import base
+from deeployd.agents.providers.base import registered
 
 DEFAULT_TOKEN_DELAY_MS = 15.0
 MAX_TOKEN_DELAY_MS = 10_000.0
@@ -111,16 +103,17 @@ DEMO_TOOLS = ["calculator", "http_request", "current_time"]
 DEMO_APPROVAL_REQUIRED = ["http_request"]
 
 
+@registered
 class ScriptedProvider:
     """Replays `options["script"]`; deterministic; see the module docstring. Not a language model."""
 
     name = "scripted"
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ProviderEvent]:
+    async def stream(self, request: base.ModelRequest) -> AsyncIterator[base.ProviderEvent]:
         try:
             options = validate_options(request.options)
         except ValidationError as exc:
-            raise ProviderError(
+            raise base.ProviderError(
                 f"scripted: invalid options: {exc.errors()[0]['msg']} at "
                 f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}",
                 code="config",
@@ -141,26 +134,26 @@ class ScriptedProvider:
             if i and delay:
                 await asyncio.sleep(delay)
             completion += 1
-            yield TextDelta(text=token)
+            yield base.TextDelta(text=token)
         if turn.error is not None:
-            raise ProviderError(
+            raise base.ProviderError(
                 turn.error.message, code=turn.error.code, retryable=turn.error.retryable
             )
         for j, scripted in enumerate(turn.tool_calls):
             if delay:
                 await asyncio.sleep(delay)
-            call = ToolCall(
+            call = base.ToolCall(
                 # Deterministic and unique within a conversation (the history only grows).
                 id=scripted.id or f"call_scripted_{len(messages)}_{j}",
                 name=scripted.name,
                 arguments=scripted.arguments,
             )
             completion += _word_count(json.dumps(call.arguments)) + 1
-            yield ToolCallRequest(call=call)
-        yield UsageReport(prompt_tokens=_prompt_tokens(request), completion_tokens=completion)
+            yield base.ToolCallRequest(call=call)
+        yield base.UsageReport(prompt_tokens=_prompt_tokens(request), completion_tokens=completion)
 
 
-def _turn_index(messages: list[ChatMessage]) -> int:
+def _turn_index(messages: list[base.ChatMessage]) -> int:
     count = 0
     for message in reversed(messages):
         if message.role == "user":
@@ -170,7 +163,7 @@ def _turn_index(messages: list[ChatMessage]) -> int:
     return count
 
 
-def _last_content(messages: list[ChatMessage], role: str) -> str:
+def _last_content(messages: list[base.ChatMessage], role: str) -> str:
     for message in reversed(messages):
         if message.role == role:
             return message.content or ""
@@ -184,7 +177,7 @@ def _clip(text: str) -> str:
     return text
 
 
-def _render(template: str, messages: list[ChatMessage]) -> str:
+def _render(template: str, messages: list[base.ChatMessage]) -> str:
     if "{{" not in template:
         return template
 
@@ -226,7 +219,7 @@ def _word_count(text: str) -> int:
     return len(_WORD.findall(text))
 
 
-def _prompt_tokens(request: ModelRequest) -> int:
+def _prompt_tokens(request: base.ModelRequest) -> int:
     """≈ words in the input: message text, tool call arguments, tool definitions."""
     total = 0
     for message in request.messages:
