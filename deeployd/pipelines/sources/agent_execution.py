@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from deeployd.pipelines.sources.common import SourceModel, parse_source
+from deeployd.pipelines.sources.common import SOURCES, SourceModel, parse_source
 
 LIFECYCLE_TYPES = ("run:started", "run:status_changed", "run:completed", "run:error")
 # Other Command Center run events a pipeline may opt into with `eventTypes` (they carry no `run`
@@ -52,6 +52,7 @@ class AgentExecutionSource(SourceModel):
     event_types: list[EventType] | None = Field(default=None, min_length=1)
 
 
+@SOURCES.register("agent_execution")
 def validate(source: dict[str, Any]) -> None:
     parse_source(AgentExecutionSource, source)
 

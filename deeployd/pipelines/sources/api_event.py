@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from deeployd.pipelines.destinations.base import ConfigError
-from deeployd.pipelines.sources.common import SourceModel, parse_source
+from deeployd.pipelines.sources.common import SOURCES, SourceModel, parse_source
+from deeployd.pipelines.transforms.errors import ConfigError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -61,6 +61,7 @@ class ApiEventSource(SourceModel):
     methods: list[Method] | None = Field(default=None, min_length=1)
 
 
+@SOURCES.register("api_event")
 def validate(source: dict[str, Any]) -> None:
     parsed = parse_source(ApiEventSource, source)
     for index, pattern in enumerate(parsed.paths or []):

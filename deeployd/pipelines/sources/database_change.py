@@ -34,8 +34,8 @@ from psycopg import sql
 from pydantic import Field, field_validator
 
 from deeployd import tenantdb
-from deeployd.pipelines.destinations.base import ConfigError
-from deeployd.pipelines.sources.common import SourceModel, parse_source
+from deeployd.pipelines.sources.common import SOURCES, SourceModel, parse_source
+from deeployd.pipelines.transforms.errors import ConfigError
 from deeployd.secretstore import SECRET_REF
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ class DatabaseChangeSource(SourceModel):
         return value
 
 
+@SOURCES.register("database_change")
 def validate(source: dict[str, Any]) -> None:
     parsed = parse_source(DatabaseChangeSource, source)
     parts = parsed.table.split(".")

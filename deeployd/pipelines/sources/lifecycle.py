@@ -13,9 +13,9 @@
 | PUT/PATCH (source changed, running)    | `on_pipeline_stopped(old source)` then `on_pipeline_started(new)` |
 
 Every hook is idempotent (safe to call twice, e.g. on a retried request) and a no-op for source
-types that need nothing. `check_source`/`on_pipeline_started` raise FastAPI's
-`RequestValidationError` with loc ("body", "source", ...) — the shared handler renders a 422
-such as `errors: ["source.table: table pipeline_org_x.orders does not exist"]`.
+types that need nothing. `check_source`/`on_pipeline_started` raise `deeployd.errors.Invalid`
+with loc ("body", "source", ...) — the API renders it as a 422 such as
+`errors: ["source.table: table pipeline_org_x.orders does not exist"]`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from deeployd.pipelines.destinations.base import ConfigError
+from deeployd import tenantdb
+from deeployd.errors import Invalid
+from deeployd.pipelines.contract import ACTIVE_STATUSES, PipelineStatus
 from deeployd.pipelines.sources import api_event, database_change, schedule
+from deeployd.pipelines.transforms.errors import ConfigError
+from deeployd.secretstore import MissingSecretError, SecretStore
 
 if TYPE_CHECKING:
     from deeployd.services import Services
@@ -32,16 +36,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _prefixed(exc: ConfigError) -> Exception:
-    from fastapi.exceptions import RequestValidationError
-
-    return RequestValidationError(
-        [{"loc": ("body", "source", *exc.loc), "msg": exc.msg, "type": "value_error"}]
-    )
+def _prefixed(exc: ConfigError) -> Invalid:
+    return Invalid(("body", "source", *exc.loc), exc.msg)
 
 
 async def check_source(services: Services, org_id: str, source: dict[str, Any]) -> None:
-    """Checks that need I/O (the CDC table exists); RequestValidationError on ("body", "source", ...)."""
+    """Checks that need I/O (the CDC table exists); Invalid on ("body", "source", ...)."""
     if source.get("type") == "database_change":
         try:
             await database_change.check(services, org_id, source)
@@ -55,11 +55,6 @@ async def check_destination(services: Services, org_id: str, destination: dict[s
     config = destination.get("config") or {}
     if destination.get("type") != "database" or not config.get("connection"):
         return
-    from fastapi.exceptions import RequestValidationError
-
-    from deeployd import tenantdb
-    from deeployd.secretstore import MissingSecretError, SecretStore
-
     try:
         dsn = await SecretStore(services.db, services.secret_box).resolve(
             org_id, config["connection"]
@@ -73,15 +68,7 @@ async def check_destination(services: Services, org_id: str, destination: dict[s
             platform_url=services.settings.database_url,
         )
     except tenantdb.UnsafeDSNError as exc:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("body", "destination", "config", "connection"),
-                    "msg": f"refused: {exc}",
-                    "type": "value_error",
-                }
-            ]
-        ) from None
+        raise Invalid(("body", "destination", "config", "connection"), f"refused: {exc}") from None
 
 
 async def on_pipeline_created(
@@ -155,11 +142,11 @@ async def on_pipeline_updated(
     status: str,
 ) -> None:
     """A running/paused pipeline whose source changed: tear the old source down, set up the new."""
-    if old_source == new_source or status not in ("running", "paused"):
+    if old_source == new_source or status not in ACTIVE_STATUSES:
         return
     await on_pipeline_stopped(services, org_id, pipeline_id, old_source)
     await on_pipeline_started(services, org_id, pipeline_id, new_source)
-    if status == "paused":
+    if status == PipelineStatus.paused:
         await on_pipeline_paused(services, org_id, pipeline_id, new_source)
 
 
