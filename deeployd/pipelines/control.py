@@ -162,23 +162,32 @@ async def wait_finished(client: TemporalClient, pipeline_id: str) -> bool:
     return True
 
 
-# A query that finds no workflow, or no worker to answer it in time (e.g. one restarting),
-# means "not running": the caller falls back to the stored metrics. Anything else surfaces.
-NOT_RUNNING = (RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED)
-
-
 async def query_metrics(client: TemporalClient, pipeline_id: str) -> dict[str, Any] | None:
-    """The live workflow's metrics, or None when it is not running."""
+    """The live workflow's metrics, or None when it is not running.
+
+    "Not running" covers no workflow, a closed one, and one no worker answers for right now (a
+    worker being killed or restarting): the caller then shows the stored metrics. When Temporal
+    itself cannot be reached, that surfaces as Unavailable.
+    """
+    wf = handle(client, pipeline_id)
     try:
-        return await handle(client, pipeline_id).query(
+        return await wf.query(
             contract.METRICS_QUERY, rpc_timeout=QUERY_TIMEOUT, result_type=dict[str, Any]
         )
     except WorkflowQueryRejectedError:
         return None
     except RPCError as exc:
-        if exc.status in NOT_RUNNING:
+        if exc.status == RPCStatusCode.NOT_FOUND:
             return None
-        raise Unavailable("Temporal", f"Temporal cannot answer the metrics query: {exc}") from exc
+        query_error = exc
+    try:  # Temporal answers, so only the workflow's worker could not: not running right now
+        await wf.describe(rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise Unavailable("Temporal", f"Temporal cannot be reached: {exc}") from exc
+    log.info("pipeline %s did not answer the metrics query: %s", pipeline_id, query_error)
+    return None
 
 
 def stored_metrics(row: Pipeline) -> dict[str, Any]:
