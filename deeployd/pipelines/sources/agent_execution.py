@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from deeployd.pipelines.sources.common import SOURCES, SourceModel, parse_source
+from deeployd.pipelines.sources.common import SourceModel, parse_source
+from deeployd.pipelines.sources.plugin import SourceType, source_type
 
 LIFECYCLE_TYPES = ("run:started", "run:status_changed", "run:completed", "run:error")
 # Other Command Center run events a pipeline may opt into with `eventTypes` (they carry no `run`
@@ -52,9 +53,16 @@ class AgentExecutionSource(SourceModel):
     event_types: list[EventType] | None = Field(default=None, min_length=1)
 
 
-@SOURCES.register("agent_execution")
 def validate(source: dict[str, Any]) -> None:
     parse_source(AgentExecutionSource, source)
+
+
+@source_type("agent_execution")
+class AgentExecution(SourceType):
+    """Routed from the event log by the source router: nothing to set up."""
+
+    def validate(self, source: dict[str, Any]) -> None:
+        validate(source)
 
 
 def item_for(event_type: str, data: dict[str, Any]) -> dict[str, Any]:

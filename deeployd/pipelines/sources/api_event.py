@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from deeployd.pipelines.sources.common import SOURCES, SourceModel, parse_source
+from deeployd.pipelines.sources.common import SourceModel, parse_source
+from deeployd.pipelines.sources.plugin import PipelineSource, SourceType, source_type
 from deeployd.pipelines.transforms.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -61,7 +62,6 @@ class ApiEventSource(SourceModel):
     methods: list[Method] | None = Field(default=None, min_length=1)
 
 
-@SOURCES.register("api_event")
 def validate(source: dict[str, Any]) -> None:
     parsed = parse_source(ApiEventSource, source)
     for index, pattern in enumerate(parsed.paths or []):
@@ -109,6 +109,18 @@ def invalidate(org_id: str) -> None:
     """
     for router in list(_ROUTERS):
         router.forget(org_id)
+
+
+@source_type("api_event")
+class ApiEvent(SourceType):
+    def validate(self, source: dict[str, Any]) -> None:
+        validate(source)
+
+    async def on_started(self, pipeline: PipelineSource) -> None:
+        invalidate(pipeline.org_id)
+
+    async def on_stopped(self, pipeline: PipelineSource) -> None:
+        invalidate(pipeline.org_id)
 
 
 class ApiEventRouter:

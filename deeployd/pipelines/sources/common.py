@@ -1,20 +1,13 @@
-"""What every source shares: the registry, camelCase pydantic models whose errors become
-ConfigError."""
+"""What every source config shares: camelCase pydantic models whose errors become ConfigError."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from deeployd.pipelines.transforms.errors import ConfigError
-from deeployd.registry import Registry
-
-# A source type's body validator: raises ConfigError with a loc relative to the source body.
-SourceValidator = Callable[[dict[str, Any]], None]
-SOURCES: Registry[SourceValidator] = Registry("source")
 
 
 class SourceModel(BaseModel):

@@ -12,28 +12,33 @@
 | DELETE /pipelines/:id                  | `await on_pipeline_deleted(services, org_id, id, source)` |
 | PUT/PATCH (source changed, running)    | `on_pipeline_stopped(old source)` then `on_pipeline_started(new)` |
 
-Every hook is idempotent (safe to call twice, e.g. on a retried request) and a no-op for source
-types that need nothing. `check_source`/`on_pipeline_started` raise `deeployd.errors.Invalid`
+Every hook is idempotent (safe to call twice, e.g. on a retried request) and calls the source
+type's own hook (`SourceType` in the `SOURCES` registry), a no-op for types that need nothing. `check_source`/`on_pipeline_started` raise `deeployd.errors.Invalid`
 with loc ("body", "source", ...) — the API renders it as a 422 such as
 `errors: ["source.table: table pipeline_org_x.orders does not exist"]`.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from deeployd import tenantdb
 from deeployd.errors import Invalid
 from deeployd.pipelines.contract import ACTIVE_STATUSES, PipelineStatus
-from deeployd.pipelines.sources import api_event, database_change, schedule
+from deeployd.pipelines.sources import SOURCES, SourceType
+from deeployd.pipelines.sources.plugin import PipelineSource
 from deeployd.pipelines.transforms.errors import ConfigError
 from deeployd.secretstore import MissingSecretError, SecretStore
 
 if TYPE_CHECKING:
     from deeployd.services import Services
 
-log = logging.getLogger(__name__)
+_NOTHING = SourceType()  # an unknown type (validation refuses it) needs nothing either
+
+
+def _plugin(source: dict[str, Any]) -> SourceType:
+    kind = source.get("type")
+    return (SOURCES.find(kind) if isinstance(kind, str) else None) or _NOTHING
 
 
 def _prefixed(exc: ConfigError) -> Invalid:
@@ -42,11 +47,10 @@ def _prefixed(exc: ConfigError) -> Invalid:
 
 async def check_source(services: Services, org_id: str, source: dict[str, Any]) -> None:
     """Checks that need I/O (the CDC table exists); Invalid on ("body", "source", ...)."""
-    if source.get("type") == "database_change":
-        try:
-            await database_change.check(services, org_id, source)
-        except ConfigError as exc:
-            raise _prefixed(exc) from None
+    try:
+        await _plugin(source).check(services, org_id, source)
+    except ConfigError as exc:
+        raise _prefixed(exc) from None
 
 
 async def check_destination(services: Services, org_id: str, destination: dict[str, Any]) -> None:
@@ -88,49 +92,32 @@ async def on_pipeline_started(
     services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
 ) -> None:
     await on_pipeline_created(services, org_id, pipeline_id, source)  # if the API skipped it
-    kind = source.get("type")
-    if kind == "api_event":
-        api_event.invalidate(org_id)
-    if kind == "database_change":
-        try:
-            await database_change.install_trigger(services, org_id, pipeline_id, source)
-        except ConfigError as exc:
-            raise _prefixed(exc) from None
-    elif kind == "schedule":
-        await schedule.upsert_schedule(
-            services.require_temporal(), services.settings.task_queue, org_id, pipeline_id, source
-        )
+    try:
+        await _plugin(source).on_started(PipelineSource(services, org_id, pipeline_id, source))
+    except ConfigError as exc:
+        raise _prefixed(exc) from None
 
 
 async def on_pipeline_paused(
     services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
 ) -> None:
-    # CDC keeps capturing while paused (paused pipelines accept items and deliver on resume);
-    # a schedule stops ticking.
-    if source.get("type") == "schedule":
-        await schedule.pause_schedule(services.require_temporal(), pipeline_id, paused=True)
+    await _plugin(source).on_paused(
+        PipelineSource(services, org_id, pipeline_id, source), paused=True
+    )
 
 
 async def on_pipeline_resumed(
     services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
 ) -> None:
-    if source.get("type") == "schedule":
-        await schedule.pause_schedule(services.require_temporal(), pipeline_id, paused=False)
+    await _plugin(source).on_paused(
+        PipelineSource(services, org_id, pipeline_id, source), paused=False
+    )
 
 
 async def on_pipeline_stopped(
     services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
 ) -> None:
-    kind = source.get("type")
-    if kind == "api_event":
-        api_event.invalidate(org_id)
-    if kind == "database_change":
-        try:
-            await database_change.remove_trigger(services, org_id, pipeline_id, source)
-        except Exception:  # the watched database may be gone; stopping must still succeed
-            log.warning("could not drop the CDC trigger of pipeline %s", pipeline_id, exc_info=True)
-    elif kind == "schedule":
-        await schedule.delete_schedule(services.require_temporal(), pipeline_id)
+    await _plugin(source).on_stopped(PipelineSource(services, org_id, pipeline_id, source))
 
 
 async def on_pipeline_updated(

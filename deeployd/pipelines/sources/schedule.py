@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 from temporalio.client import (
@@ -31,9 +31,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from deeployd import temporal
 from deeployd.pipelines import contract
 from deeployd.pipelines.contract import ScheduleTickInput, schedule_id
-from deeployd.pipelines.sources.common import SOURCES, SourceModel, parse_source
+from deeployd.pipelines.sources.common import SourceModel, parse_source
+from deeployd.pipelines.sources.plugin import PipelineSource, SourceType, source_type
 from deeployd.pipelines.transforms.errors import ConfigError
 from deeployd.schedules import ensure_schedule
+
+if TYPE_CHECKING:
+    pass
 
 MIN_INTERVAL_MS = 1000  # Temporal schedules have one-second resolution
 MAX_PAYLOAD_BYTES = 16 * 1024  # the payload rides in the schedule's action: keep it small
@@ -54,7 +58,6 @@ class ScheduleSource(SourceModel):
         return self
 
 
-@SOURCES.register("schedule")
 def validate(source: dict[str, Any]) -> None:
     parsed = parse_source(ScheduleSource, source)
     if parsed.cron is not None:
@@ -138,3 +141,29 @@ async def delete_schedule(client: Client, pipeline_id: str) -> None:
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
+
+
+@source_type("schedule")
+class ScheduleSourceType(SourceType):
+    """One Temporal Schedule per pipeline: created on start, paused and resumed with the
+    pipeline, deleted when it stops."""
+
+    def validate(self, source: dict[str, Any]) -> None:
+        validate(source)
+
+    async def on_started(self, pipeline: PipelineSource) -> None:
+        await upsert_schedule(
+            pipeline.services.require_temporal(),
+            pipeline.services.settings.task_queue,
+            pipeline.org_id,
+            pipeline.pipeline_id,
+            pipeline.source,
+        )
+
+    async def on_paused(self, pipeline: PipelineSource, paused: bool) -> None:
+        await pause_schedule(
+            pipeline.services.require_temporal(), pipeline.pipeline_id, paused=paused
+        )
+
+    async def on_stopped(self, pipeline: PipelineSource) -> None:
+        await delete_schedule(pipeline.services.require_temporal(), pipeline.pipeline_id)

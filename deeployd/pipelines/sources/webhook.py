@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from deeployd.pipelines.sources.common import SOURCES
+from deeployd.pipelines.sources.plugin import SourceType, source_type
 from deeployd.pipelines.transforms.errors import ConfigError
 from deeployd.secretstore import SECRET_REF
 
 
-@SOURCES.register("webhook")
 def validate(source: dict[str, Any]) -> None:
     for key in source:
         if key not in ("type", "secret"):
@@ -23,3 +22,9 @@ def validate(source: dict[str, Any]) -> None:
             ("secret",),
             "must be a secret reference like ${secrets.NAME} (store the value via /api/secrets)",
         )
+
+
+@source_type("webhook")
+class WebhookSource(SourceType):
+    def validate(self, source: dict[str, Any]) -> None:
+        validate(source)
