@@ -348,16 +348,11 @@ class PipelineWorkflow:
         counters = self._state.counters
         pending = max(0, self._last_offset - self._state.committed_offset)
         summary = summarize(self._slots, now // 1000, (now - (inp.started_ms or now)) / 1000)
-        return {
-            "itemsProcessed": counters.processed,
-            "itemsFailed": counters.failed,
-            "itemsFiltered": counters.filtered,
-            "itemsDelivered": counters.delivered,
-            "deadLetters": counters.dead_lettered,
-            **summary,
-            "pending": pending,
-            "committedOffset": self._state.committed_offset,
-            "status": self._status,
-            "lastError": self._last_error,
-            "lastErrorAt": self._last_error_ms,
-        }
+        return contract.metrics_view(
+            counters,
+            committed_offset=self._state.committed_offset,
+            status=self._status,
+            last_error=self._last_error,
+            last_error_at=self._last_error_ms,
+            live={**summary, "pending": pending},
+        )

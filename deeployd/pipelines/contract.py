@@ -241,6 +241,36 @@ def batch_settings(options: dict[str, Any] | None, destination: dict[str, Any]) 
     )
 
 
+def metrics_view(
+    counters: Counters,
+    *,
+    committed_offset: int,
+    status: str,
+    last_error: str | None,
+    last_error_at: int | None,
+    live: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The `metrics` JSON (the query's result and the stored fallback): counters, then `live`
+    figures (throughput, latency, pending) when a workflow measured them."""
+    return {
+        "itemsProcessed": counters.processed,
+        "itemsFailed": counters.failed,
+        "itemsFiltered": counters.filtered,
+        "itemsDelivered": counters.delivered,
+        "deadLetters": counters.dead_lettered,
+        **(live if live is not None else idle_figures()),
+        "committedOffset": committed_offset,
+        "status": status,
+        "lastError": last_error,
+        "lastErrorAt": last_error_at,
+    }
+
+
+def idle_figures() -> dict[str, Any]:
+    """Throughput and latency of a pipeline that no workflow is measuring."""
+    return {"throughput": 0.0, "latency": {"avg": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0}}
+
+
 class CheckpointResult(BaseModel):
     """What the `create_checkpoint` update returns (JSON `{"id", "offset"}`)."""
 

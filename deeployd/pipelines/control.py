@@ -40,6 +40,7 @@ from deeployd.pipelines.contract import (
     ReplayResult,
     RestoreResult,
     batch_settings,
+    metrics_view,
     stream_key,
     workflow_id,
 )
@@ -193,19 +194,13 @@ async def query_metrics(client: TemporalClient, pipeline_id: str) -> dict[str, A
 def stored_metrics(row: Pipeline) -> dict[str, Any]:
     """Metrics of a pipeline without a live workflow: counters from the saved state."""
     counters = saved_state(row).counters if row.state else Counters()
-    return {
-        "itemsProcessed": counters.processed,
-        "itemsFailed": counters.failed,
-        "itemsFiltered": counters.filtered,
-        "itemsDelivered": counters.delivered,
-        "deadLetters": counters.dead_lettered,
-        "throughput": 0.0,
-        "latency": {"avg": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0},
-        "committedOffset": row.committed_offset,
-        "status": row.status,
-        "lastError": row.error,
-        "lastErrorAt": None,
-    }
+    return metrics_view(
+        counters,
+        committed_offset=row.committed_offset,
+        status=row.status,
+        last_error=row.error,
+        last_error_at=None,
+    )
 
 
 async def set_status(services: Services, row: Pipeline, status: str, session: Any) -> None:
