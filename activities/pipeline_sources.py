@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from deeployd.pipelines.contract import (
+    CurrentCursorInput,
+    RouteSourcesInput,
+    RouteSourcesResult,
+    ScheduleTickActivityInput,
+)
+from deeployd.pipelines.errors import BackpressureExceeded, PipelineNotFound
+from deeployd.pipelines.ingest import ingest_items
+from deeployd.pipelines.sources.router import current_event_id, run_router
 from deeployd.services import Services
 
-
-class CurrentCursorInput(BaseModel):
-    pass
-
-
-class RouteSourcesInput(BaseModel):
-    cursor: int  # the last event id already routed
-    seconds: float = 60.0  # how long one activity keeps routing before handing back the cursor
-    idle_wait_s: float = 1.0  # bounded LISTEN wait between passes when there is nothing to do
-
-
-class RouteSourcesResult(BaseModel):
-    cursor: int
-    routed: int
-
-
-class ScheduleTickActivityInput(BaseModel):
-    org_id: str
-    pipeline_id: str
-    payload: dict[str, Any] = Field(default_factory=dict)
-    scheduled_at: str  # ISO 8601; also the dedup key, so a retried tick adds nothing
+__all__ = [
+    "CurrentCursorInput",
+    "RouteSourcesInput",
+    "RouteSourcesResult",
+    "ScheduleTickActivityInput",
+    "SourceActivities",
+]
 
 
 class SourceActivities:
@@ -42,8 +36,6 @@ class SourceActivities:
     @activity.defn
     async def current_event_cursor(self, request: CurrentCursorInput) -> int:
         """Where a brand-new router starts: after every event already in the log."""
-        from deeployd.pipelines.sources.router import current_event_id
-
         return await current_event_id(self._services)
 
     @activity.defn
@@ -53,8 +45,6 @@ class SourceActivities:
         Heartbeats carry the cursor, so a retry after a worker crash resumes where the last
         heartbeat left off; anything routed after it is routed again and dropped by dedup key.
         """
-        from deeployd.pipelines.sources.router import run_router
-
         details = activity.info().heartbeat_details
         cursor = max(request.cursor, int(details[0])) if details else request.cursor
         cursor, routed = await run_router(
@@ -69,9 +59,6 @@ class SourceActivities:
     @activity.defn
     async def schedule_tick(self, request: ScheduleTickActivityInput) -> int:
         """Ingest the tick's item; returns its offset (-1: the pipeline no longer exists)."""
-        from deeployd.pipelines.errors import BackpressureExceeded, PipelineNotFound
-        from deeployd.pipelines.ingest import ingest_items
-
         item = {**request.payload, "scheduledAt": request.scheduled_at}
         try:
             offsets = await ingest_items(
@@ -84,11 +71,7 @@ class SourceActivities:
         except PipelineNotFound:
             return -1
         except BackpressureExceeded as exc:
-            raise ApplicationError(str(exc), next_retry_delay=_seconds(exc.retry_after_s)) from None
+            raise ApplicationError(
+                str(exc), next_retry_delay=timedelta(seconds=exc.retry_after_s)
+            ) from None
         return offsets[0]
-
-
-def _seconds(value: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=value)

@@ -31,6 +31,22 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from deeployd.ids import new_id
+from deeployd.pipelines.contract import (
+    DELIVERY_FAILED_EVENT,
+    METRICS_EVENT,
+    STATUS_EVENT,
+    Counters,
+    PipelineState,
+    ProcessBatchInput,
+    ProcessBatchResult,
+    ReplayInput,
+    ReplayResult,
+    SaveCheckpointInput,
+    SaveStateInput,
+    SetStatusInput,
+    batch_settings,
+    stream_key,
+)
 from deeployd.pipelines.destinations import (
     Delivery,
     DeliveryContext,
@@ -41,16 +57,6 @@ from deeployd.pipelines.ingest import ingest_items
 from deeployd.pipelines.notifier import ItemNotifier
 from deeployd.pipelines.runtime import (
     INLINE_STATE_BYTES,
-    Counters,
-    PipelineState,
-    ProcessBatchInput,
-    ProcessBatchResult,
-    ReplayInput,
-    ReplayResult,
-    RetrySpec,
-    SaveCheckpointInput,
-    SaveStateInput,
-    SetStatusInput,
     latency_bucket,
     load_chain_state,
     store_chain_state,
@@ -356,7 +362,7 @@ class PipelineActivities:
         """Fire-and-forget: live-stream events must never slow down or fail a batch."""
         with contextlib.suppress(Exception):
             future = self._services.publisher.publish_nowait(
-                org_id, f"pipeline:{pipeline_id}", event_type, {"pipelineId": pipeline_id, **data}
+                org_id, stream_key(pipeline_id), event_type, {"pipelineId": pipeline_id, **data}
             )
             future.add_done_callback(lambda f: f.exception())
 
@@ -397,11 +403,9 @@ class PipelineActivities:
     async def _process(self, req: ProcessBatchInput, hb: _Heartbeat) -> ProcessBatchResult:
         org_id, pid = req.org_id, req.pipeline_id
         if req.metrics is not None:
-            self._publish(org_id, pid, "metrics", req.metrics)
+            self._publish(org_id, pid, METRICS_EVENT, req.metrics)
         row = await self._load(org_id, pid)
         destination = row.destination
-        policy = destination.get("config", {}).get("retryPolicy") or {}
-        options = row.options or {}
         try:
             chain = self._chain(pid, row.version, row.transforms)
         except Exception as exc:  # a config that no longer compiles (engine upgrade)
@@ -538,12 +542,7 @@ class PipelineActivities:
             latency_count=len(latencies),
             latency_total_ms=float(sum(latencies)),
             latency_buckets=buckets,
-            retry=RetrySpec(
-                max_retries=int(policy.get("maxRetries", 3)),
-                backoff_ms=int(policy.get("backoffMs", 1000)),
-            ),
-            batch_size=int(options.get("batchSize", 1000)),
-            max_wait_ms=int(options.get("maxWaitMs", 1000)),
+            **dict(batch_settings(row.options, destination)),
         )
 
     async def _save(
@@ -603,7 +602,7 @@ class PipelineActivities:
             self._publish(
                 org_id,
                 pid,
-                "delivery_failed",
+                DELIVERY_FAILED_EVENT,
                 {
                     "attempt": attempt,
                     "error": str(exc),
@@ -763,8 +762,8 @@ class PipelineActivities:
         if row is not None and row[0] != req.status:
             await self._services.publisher.publish(
                 req.org_id,
-                f"pipeline:{req.pipeline_id}",
-                "status",
+                stream_key(req.pipeline_id),
+                STATUS_EVENT,
                 {
                     "pipelineId": req.pipeline_id,
                     "status": req.status,

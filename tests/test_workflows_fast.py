@@ -43,17 +43,7 @@ from activities.agent_runs import (
     ToolOutcome,
 )
 from deeployd.agents.providers import ToolCall
-from deeployd.pipelines.runtime import (
-    PipelineState,
-    PipelineWorkflowInput,
-    ProcessBatchInput,
-    ProcessBatchResult,
-    ReplayInput,
-    ReplayResult,
-    SaveCheckpointInput,
-    SaveStateInput,
-)
-from deeployd.pipelines.runtime import SetStatusInput as PipelineStatusInput
+from deeployd.pipelines import contract
 from workflows.a2a_task import A2ATaskInput, A2ATaskWorkflow, FollowUpInput
 from workflows.agent_run import MAX_TOOL_ROUNDS, AgentRunInput, AgentRunWorkflow, ApprovalInput
 from workflows.pipeline import PipelineWorkflow
@@ -304,10 +294,10 @@ class PipelineStandIns:
         self.items, self.batch, self.fail_batches = items, batch, fail_batches
         self.modes: list[str] = []
         self.statuses: list[str] = []
-        self.saved: list[PipelineState] = []
+        self.saved: list[contract.PipelineState] = []
 
     @activity.defn(name="pipeline_process_batch")
-    async def process_batch(self, req: ProcessBatchInput) -> ProcessBatchResult:
+    async def process_batch(self, req: contract.ProcessBatchInput) -> contract.ProcessBatchResult:
         self.modes.append(req.mode)
         if req.mode == "deliver" and self.fail_batches:
             self.fail_batches -= 1
@@ -323,25 +313,25 @@ class PipelineStandIns:
             state.counters.dead_lettered += end - start
         else:
             state.counters.delivered += end - start
-        return ProcessBatchResult(
+        return contract.ProcessBatchResult(
             state=state, delta=state.counters, items=end - start, last_offset=self.items
         )
 
     @activity.defn(name="pipeline_save_checkpoint")
-    async def save_checkpoint(self, req: SaveCheckpointInput) -> str:
+    async def save_checkpoint(self, req: contract.SaveCheckpointInput) -> str:
         return f"ckpt_{req.state.committed_offset}"
 
     @activity.defn(name="pipeline_save_state")
-    async def save_state(self, req: SaveStateInput) -> None:
+    async def save_state(self, req: contract.SaveStateInput) -> None:
         self.saved.append(req.state)
 
     @activity.defn(name="pipeline_set_status")
-    async def set_status(self, req: PipelineStatusInput) -> None:
+    async def set_status(self, req: contract.SetStatusInput) -> None:
         self.statuses.append(req.status)
 
     @activity.defn(name="pipeline_replay_dead_letters")
-    async def replay_dead_letters(self, req: ReplayInput) -> ReplayResult:
-        return ReplayResult()
+    async def replay_dead_letters(self, req: contract.ReplayInput) -> contract.ReplayResult:
+        return contract.ReplayResult()
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -360,7 +350,7 @@ async def test_pipeline_dead_letters_a_failed_batch_checkpoints_and_stops(
     async with _worker(temporal_client, [PipelineWorkflow], stand_ins.all()) as queue:
         handle = await temporal_client.start_workflow(
             PipelineWorkflow.run,
-            PipelineWorkflowInput(
+            contract.PipelineWorkflowInput(
                 org_id="org_fast",
                 pipeline_id="pl_fast",
                 name="fast",

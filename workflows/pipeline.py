@@ -24,21 +24,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.pipelines import PipelineActivities
-    from deeployd.pipelines.runtime import (
-        METRICS_WINDOW_S,
-        PRUNE_EVERY,
-        LatencySlot,
-        PipelineState,
-        PipelineWorkflowInput,
-        ProcessBatchInput,
-        ProcessBatchResult,
-        ReplayInput,
-        ReplayResult,
-        SaveCheckpointInput,
-        SaveStateInput,
-        SetStatusInput,
-        summarize,
-    )
+    from deeployd.pipelines import contract
+    from deeployd.pipelines.runtime import METRICS_WINDOW_S, PRUNE_EVERY, summarize
     from deeployd.temporal import STATUS
 
 HEARTBEAT = timedelta(seconds=5)
@@ -83,15 +70,15 @@ def _failure(err: ActivityError) -> tuple[str, int | None, dict[str, Any] | None
     return message, last, delivered
 
 
-@workflow.defn
+@workflow.defn(name=contract.PIPELINE_WORKFLOW)
 class PipelineWorkflow:
     def __init__(self) -> None:
-        self._input: PipelineWorkflowInput | None = None
-        self._state = PipelineState()
+        self._input: contract.PipelineWorkflowInput | None = None
+        self._state = contract.PipelineState()
         self._paused = False
         self._stopping = False
         self._generation = 0  # bumped by restore: an in-flight batch's result is then discarded
-        self._slots: list[LatencySlot] = []
+        self._slots: list[contract.LatencySlot] = []
         self._status = "running"
         self._last_error: str | None = None
         self._last_error_ms: int | None = None
@@ -102,7 +89,7 @@ class PipelineWorkflow:
     # --- run ----------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, inp: PipelineWorkflowInput) -> PipelineState:
+    async def run(self, inp: contract.PipelineWorkflowInput) -> contract.PipelineState:
         self._input = inp
         self._state = inp.state
         self._paused = inp.paused
@@ -129,7 +116,9 @@ class PipelineWorkflow:
             return await self._fail(str(failed))
         await workflow.execute_activity_method(
             PipelineActivities.save_state,
-            SaveStateInput(org_id=inp.org_id, pipeline_id=inp.pipeline_id, state=self._state),
+            contract.SaveStateInput(
+                org_id=inp.org_id, pipeline_id=inp.pipeline_id, state=self._state
+            ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=INFRA_RETRY,
         )
@@ -139,13 +128,15 @@ class PipelineWorkflow:
         # still ends as `stopped`.
         await workflow.execute_activity_method(
             PipelineActivities.set_status,
-            SetStatusInput(org_id=inp.org_id, pipeline_id=inp.pipeline_id, status="stopped"),
+            contract.SetStatusInput(
+                org_id=inp.org_id, pipeline_id=inp.pipeline_id, status="stopped"
+            ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=INFRA_RETRY,
         )
         return self._state
 
-    def _carry(self) -> PipelineWorkflowInput:
+    def _carry(self) -> contract.PipelineWorkflowInput:
         assert self._input is not None
         return self._input.model_copy(
             update={
@@ -158,7 +149,7 @@ class PipelineWorkflow:
             }
         )
 
-    async def _fail(self, error: str) -> PipelineState:
+    async def _fail(self, error: str) -> contract.PipelineState:
         """Record `failed` (a config that no longer works) and fail the run, so it shows as
         Failed in the Temporal UI; `start` after a fix resumes from the saved state."""
         inp = self._input
@@ -166,7 +157,7 @@ class PipelineWorkflow:
         self._set_status("failed")
         await workflow.execute_activity_method(
             PipelineActivities.set_status,
-            SetStatusInput(
+            contract.SetStatusInput(
                 org_id=inp.org_id,
                 pipeline_id=inp.pipeline_id,
                 status="failed",
@@ -182,7 +173,7 @@ class PipelineWorkflow:
         inp = self._input
         assert inp is not None
         generation = self._generation
-        request = ProcessBatchInput(
+        request = contract.ProcessBatchInput(
             org_id=inp.org_id,
             pipeline_id=inp.pipeline_id,
             state=self._state,
@@ -237,7 +228,7 @@ class PipelineWorkflow:
             return  # a restore replaced the state while this batch ran
         self._apply(result)
 
-    def _apply(self, result: ProcessBatchResult) -> None:
+    def _apply(self, result: contract.ProcessBatchResult) -> None:
         inp = self._input
         assert inp is not None
         self._state = result.state
@@ -248,7 +239,7 @@ class PipelineWorkflow:
         if result.items or result.latency_count:
             second = self._now_ms() // 1000
             if not self._slots or self._slots[-1].second != second:
-                self._slots.append(LatencySlot(second=second))
+                self._slots.append(contract.LatencySlot(second=second))
                 self._slots = self._recent_slots()
             slot = self._slots[-1]
             slot.processed += result.items
@@ -257,7 +248,7 @@ class PipelineWorkflow:
             for key, value in result.latency_buckets.items():
                 slot.buckets[key] = slot.buckets.get(key, 0) + value
 
-    def _recent_slots(self) -> list[LatencySlot]:
+    def _recent_slots(self) -> list[contract.LatencySlot]:
         now_s = self._now_ms() // 1000
         return [s for s in self._slots if s.second > now_s - METRICS_WINDOW_S]
 
@@ -279,31 +270,31 @@ class PipelineWorkflow:
 
     # --- signals ------------------------------------------------------------------------
 
-    @workflow.signal
+    @workflow.signal(name=contract.PAUSE)
     def pause(self) -> None:
         if not self._stopping:
             self._paused = True
             self._set_status("paused")
 
-    @workflow.signal
+    @workflow.signal(name=contract.RESUME)
     def resume(self) -> None:
         if not self._stopping:
             self._paused = False
             self._set_status("running")
 
-    @workflow.signal
+    @workflow.signal(name=contract.STOP)
     def stop(self) -> None:
         self._stopping = True
         self._paused = False
         self._set_status("stopping")
 
-    @workflow.signal
+    @workflow.signal(name=contract.CONFIG_UPDATED)
     def config_updated(self) -> None:
         """The activity reads the config (by version) from the database; nothing to carry."""
 
     # --- updates ------------------------------------------------------------------------
 
-    @workflow.update
+    @workflow.update(name=contract.CREATE_CHECKPOINT)
     async def create_checkpoint(self) -> dict[str, Any]:
         inp = self._input
         assert inp is not None
@@ -312,7 +303,9 @@ class PipelineWorkflow:
         try:
             checkpoint_id = await workflow.execute_activity_method(
                 PipelineActivities.save_checkpoint,
-                SaveCheckpointInput(org_id=inp.org_id, pipeline_id=inp.pipeline_id, state=state),
+                contract.SaveCheckpointInput(
+                    org_id=inp.org_id, pipeline_id=inp.pipeline_id, state=state
+                ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=INFRA_RETRY,
             )
@@ -320,8 +313,8 @@ class PipelineWorkflow:
             self._holds -= 1
         return {"id": checkpoint_id, "offset": state.committed_offset}
 
-    @workflow.update
-    async def restore(self, state: PipelineState) -> dict[str, Any]:
+    @workflow.update(name=contract.RESTORE)
+    async def restore(self, state: contract.PipelineState) -> dict[str, Any]:
         """Reprocess from a checkpoint: its offset and chain state, keeping the counters
         cumulative (they count work done, which includes the reprocessing)."""
         counters = self._state.counters
@@ -329,13 +322,13 @@ class PipelineWorkflow:
         self._generation += 1
         return {"offset": state.committed_offset}
 
-    @workflow.update
-    async def replay_dead_letters(self) -> ReplayResult:
+    @workflow.update(name=contract.REPLAY_DEAD_LETTERS)
+    async def replay_dead_letters(self) -> contract.ReplayResult:
         inp = self._input
         assert inp is not None
         return await workflow.execute_activity_method(
             PipelineActivities.replay_dead_letters,
-            ReplayInput(org_id=inp.org_id, pipeline_id=inp.pipeline_id),
+            contract.ReplayInput(org_id=inp.org_id, pipeline_id=inp.pipeline_id),
             start_to_close_timeout=timedelta(minutes=10),
             heartbeat_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_attempts=1),
@@ -343,11 +336,11 @@ class PipelineWorkflow:
 
     # --- queries ------------------------------------------------------------------------
 
-    @workflow.query
+    @workflow.query(name=contract.STATUS_QUERY)
     def status(self) -> str:
         return self._status
 
-    @workflow.query
+    @workflow.query(name=contract.METRICS_QUERY)
     def metrics(self) -> dict[str, Any]:
         inp = self._input
         assert inp is not None
@@ -355,16 +348,11 @@ class PipelineWorkflow:
         counters = self._state.counters
         pending = max(0, self._last_offset - self._state.committed_offset)
         summary = summarize(self._slots, now // 1000, (now - (inp.started_ms or now)) / 1000)
-        return {
-            "itemsProcessed": counters.processed,
-            "itemsFailed": counters.failed,
-            "itemsFiltered": counters.filtered,
-            "itemsDelivered": counters.delivered,
-            "deadLetters": counters.dead_lettered,
-            **summary,
-            "pending": pending,
-            "committedOffset": self._state.committed_offset,
-            "status": self._status,
-            "lastError": self._last_error,
-            "lastErrorAt": self._last_error_ms,
-        }
+        return contract.metrics_view(
+            counters,
+            committed_offset=self._state.committed_offset,
+            status=self._status,
+            last_error=self._last_error,
+            last_error_at=self._last_error_ms,
+            live={**summary, "pending": pending},
+        )

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.events import EventActivities, PruneEventsInput
+    from deeployd.pipelines import contract
+    from deeployd.pipelines.contract import RetentionInput
 
 
-class RetentionInput(BaseModel):
-    max_age_hours: float
-
-
-@workflow.defn
+@workflow.defn(name=contract.RETENTION_WORKFLOW)
 class EventRetentionWorkflow:
     @workflow.run
     async def run(self, request: RetentionInput) -> int:

@@ -3,6 +3,7 @@
 The `pipelines` row holds the status users see; the workflow holds the live state. Status
 changes are written here and published on the pipeline's stream (`pipeline:<id>`, type
 `status`). For pipelines without a running workflow, metrics come from the state mirror.
+The workflow is driven by the names in `deeployd.pipelines.contract`, with typed results.
 """
 
 from __future__ import annotations
@@ -13,39 +14,43 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client as TemporalClient
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryRejectedError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from deeployd import temporal
+from deeployd.errors import Unavailable
 from deeployd.models import utcnow
 from deeployd.models.pipeline import Pipeline
-from deeployd.pipelines.ingest import latest_offset
-from deeployd.pipelines.runtime import (
+from deeployd.pipelines import contract
+from deeployd.pipelines.contract import (
+    CheckpointResult,
     Counters,
     PipelineState,
     PipelineWorkflowInput,
-    RetrySpec,
+    ReplayResult,
+    RestoreResult,
+    batch_settings,
+    metrics_view,
+    stream_key,
+    workflow_id,
 )
+from deeployd.pipelines.ingest import latest_offset
 from deeployd.services import Services
 
 log = logging.getLogger(__name__)
 
 STOP_WAIT_S = 20.0
 QUERY_TIMEOUT = timedelta(seconds=5)
-
-
-def workflow_id(pipeline_id: str) -> str:
-    return f"pipeline-{pipeline_id}"
-
-
-def stream_key(pipeline_id: str) -> str:
-    return f"pipeline:{pipeline_id}"
 
 
 def saved_state(row: Pipeline) -> PipelineState:
@@ -57,8 +62,7 @@ def saved_state(row: Pipeline) -> PipelineState:
 def workflow_input(
     row: Pipeline, *, last_offset: int = 0, paused: bool = False
 ) -> PipelineWorkflowInput:
-    options = row.options or {}
-    policy = (row.destination.get("config") or {}).get("retryPolicy") or {}
+    settings = batch_settings(row.options, row.destination)
     return PipelineWorkflowInput(
         org_id=row.org_id,
         pipeline_id=row.id,
@@ -66,25 +70,21 @@ def workflow_input(
         source_type=row.source.get("type", ""),
         destination_type=row.destination.get("type", ""),
         state=saved_state(row),
-        retry=RetrySpec(
-            max_retries=int(policy.get("maxRetries", 3)),
-            backoff_ms=int(policy.get("backoffMs", 1000)),
-        ),
-        batch_size=int(options.get("batchSize", 1000)),
-        max_wait_ms=int(options.get("maxWaitMs", 1000)),
+        retry=settings.retry,
+        batch_size=settings.batch_size,
+        max_wait_ms=settings.max_wait_ms,
         paused=paused,
         last_offset=last_offset,
     )
 
 
 async def start_workflow(client: TemporalClient, services: Services, row: Pipeline) -> None:
-    from workflows.pipeline import PipelineWorkflow
-
     await client.start_workflow(
-        PipelineWorkflow.run,
+        contract.PIPELINE_WORKFLOW,
         workflow_input(row, last_offset=await latest_offset(services, row.id)),
         id=workflow_id(row.id),
         task_queue=services.settings.task_queue,
+        result_type=PipelineState,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         search_attributes=TypedSearchAttributes(
@@ -92,7 +92,7 @@ async def start_workflow(client: TemporalClient, services: Services, row: Pipeli
                 SearchAttributePair(temporal.ORG_ID, row.org_id),
                 SearchAttributePair(temporal.PIPELINE_ID, row.id),
                 SearchAttributePair(temporal.PIPELINE_NAME, row.name),
-                SearchAttributePair(temporal.STATUS, "running"),
+                SearchAttributePair(temporal.STATUS, contract.PipelineStatus.running),
             ]
         ),
         memo={
@@ -103,8 +103,46 @@ async def start_workflow(client: TemporalClient, services: Services, row: Pipeli
     )
 
 
-def handle(client: TemporalClient, pipeline_id: str) -> WorkflowHandle[Any, Any]:
-    return client.get_workflow_handle(workflow_id(pipeline_id))
+def handle(client: TemporalClient, pipeline_id: str) -> WorkflowHandle[Any, PipelineState]:
+    return client.get_workflow_handle(workflow_id(pipeline_id), result_type=PipelineState)
+
+
+async def pause(client: TemporalClient, pipeline_id: str) -> None:
+    await handle(client, pipeline_id).signal(contract.PAUSE)
+
+
+async def resume(client: TemporalClient, pipeline_id: str) -> None:
+    await handle(client, pipeline_id).signal(contract.RESUME)
+
+
+async def stop(client: TemporalClient, pipeline_id: str) -> None:
+    await handle(client, pipeline_id).signal(contract.STOP)
+
+
+async def config_updated(client: TemporalClient, pipeline_id: str) -> None:
+    await handle(client, pipeline_id).signal(contract.CONFIG_UPDATED)
+
+
+async def terminate(client: TemporalClient, pipeline_id: str, reason: str) -> None:
+    await handle(client, pipeline_id).terminate(reason)
+
+
+async def create_checkpoint(client: TemporalClient, pipeline_id: str) -> CheckpointResult:
+    return await handle(client, pipeline_id).execute_update(
+        contract.CREATE_CHECKPOINT, result_type=CheckpointResult
+    )
+
+
+async def restore(client: TemporalClient, pipeline_id: str, state: PipelineState) -> RestoreResult:
+    return await handle(client, pipeline_id).execute_update(
+        contract.RESTORE, state, result_type=RestoreResult
+    )
+
+
+async def replay_dead_letters(client: TemporalClient, pipeline_id: str) -> ReplayResult:
+    return await handle(client, pipeline_id).execute_update(
+        contract.REPLAY_DEAD_LETTERS, result_type=ReplayResult
+    )
 
 
 async def workflow_running(client: TemporalClient, pipeline_id: str) -> bool:
@@ -126,31 +164,43 @@ async def wait_finished(client: TemporalClient, pipeline_id: str) -> bool:
 
 
 async def query_metrics(client: TemporalClient, pipeline_id: str) -> dict[str, Any] | None:
+    """The live workflow's metrics, or None when it is not running.
+
+    "Not running" covers no workflow, a closed one, and one no worker answers for right now (a
+    worker being killed or restarting): the caller then shows the stored metrics. When Temporal
+    itself cannot be reached, that surfaces as Unavailable.
+    """
+    wf = handle(client, pipeline_id)
     try:
-        result: dict[str, Any] = await handle(client, pipeline_id).query(
-            "metrics", rpc_timeout=QUERY_TIMEOUT
+        return await wf.query(
+            contract.METRICS_QUERY, rpc_timeout=QUERY_TIMEOUT, result_type=dict[str, Any]
         )
-        return result
-    except Exception:
+    except WorkflowQueryRejectedError:
         return None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        query_error = exc
+    try:  # Temporal answers, so only the workflow's worker could not: not running right now
+        await wf.describe(rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise Unavailable("Temporal", f"Temporal cannot be reached: {exc}") from exc
+    log.info("pipeline %s did not answer the metrics query: %s", pipeline_id, query_error)
+    return None
 
 
 def stored_metrics(row: Pipeline) -> dict[str, Any]:
     """Metrics of a pipeline without a live workflow: counters from the saved state."""
     counters = saved_state(row).counters if row.state else Counters()
-    return {
-        "itemsProcessed": counters.processed,
-        "itemsFailed": counters.failed,
-        "itemsFiltered": counters.filtered,
-        "itemsDelivered": counters.delivered,
-        "deadLetters": counters.dead_lettered,
-        "throughput": 0.0,
-        "latency": {"avg": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0},
-        "committedOffset": row.committed_offset,
-        "status": row.status,
-        "lastError": row.error,
-        "lastErrorAt": None,
-    }
+    return metrics_view(
+        counters,
+        committed_offset=row.committed_offset,
+        status=row.status,
+        last_error=row.error,
+        last_error_at=None,
+    )
 
 
 async def set_status(services: Services, row: Pipeline, status: str, session: Any) -> None:
@@ -164,6 +214,29 @@ async def set_status(services: Services, row: Pipeline, status: str, session: An
         await services.publisher.publish(
             row.org_id,
             stream_key(row.id),
-            "status",
+            contract.STATUS_EVENT,
             {"pipelineId": row.id, "status": status, "previous": previous},
         )
+
+
+__all__ = [
+    "config_updated",
+    "create_checkpoint",
+    "handle",
+    "pause",
+    "query_metrics",
+    "replay_dead_letters",
+    "restore",
+    "resume",
+    "saved_state",
+    "set_status",
+    "start_workflow",
+    "stop",
+    "stored_metrics",
+    "stream_key",
+    "terminate",
+    "wait_finished",
+    "workflow_id",
+    "workflow_input",
+    "workflow_running",
+]

@@ -1,25 +1,29 @@
-"""Event-driven pipeline sources: agent_execution, database_change, api_event, schedule.
+"""Pipeline sources, one module each, in one registry: `SOURCES` (see deeployd/registry.py).
 
-(`webhook` lives with the pipeline API: items arrive through the pipeline's own HTTP endpoint.)
-Importing this package registers each source's config validator with deeployd.pipelines.config;
+Each source module registers a `SourceType` (its body validator and lifecycle hooks) with
+`@source_type("<type>")`; this package imports the built-ins, so adding a source is one new
+module plus one import line below.
 `validate_source(source)` validates a whole source body with locs starting at "source".
 Lifecycle hooks for the pipeline API live in `lifecycle.py`; routing in `router.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from deeployd.pipelines.destinations.base import ConfigError
-from deeployd.pipelines.sources import agent_execution, api_event, database_change, schedule
+from deeployd.pipelines.sources import (  # noqa: F401  (each registers itself)
+    agent_execution,
+    api_event,
+    database_change,
+    schedule,
+    webhook,
+)
+from deeployd.pipelines.sources.plugin import SOURCES, PipelineSource, SourceType, source_type
+from deeployd.pipelines.transforms.errors import ConfigError
 
-VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "agent_execution": agent_execution.validate,
-    "database_change": database_change.validate,
-    "api_event": api_event.validate,
-    "schedule": schedule.validate,
-}
+
+def source_types() -> list[str]:
+    return SOURCES.names()
 
 
 def validate_source(source: dict[str, Any]) -> None:
@@ -27,29 +31,24 @@ def validate_source(source: dict[str, Any]) -> None:
     if not isinstance(source, dict):
         raise ConfigError(("source",), "must be an object")
     kind = source.get("type")
-    validator = VALIDATORS.get(kind)  # type: ignore[arg-type]
-    if validator is None:
-        if kind == "webhook":
-            return  # validated by deeployd.pipelines.config
+    plugin = SOURCES.find(kind) if isinstance(kind, str) else None
+    if plugin is None:
         raise ConfigError(
             ("source", "type"),
-            f"unknown source type {kind!r}; one of webhook, {', '.join(VALIDATORS)}",
+            f"unknown source type {kind!r}; one of {', '.join(SOURCES.names())}",
         )
     try:
-        validator(source)
+        plugin.validate(source)
     except ConfigError as exc:
         raise ConfigError(("source", *exc.loc), exc.msg) from None
 
 
-def _register() -> None:
-    try:
-        from deeployd.pipelines.config import register_source_validator
-    except ImportError:  # pragma: no cover - the platform module is not there
-        return
-    for kind, fn in VALIDATORS.items():
-        register_source_validator(kind, fn)
-
-
-_register()
-
-__all__ = ["VALIDATORS", "ConfigError", "validate_source"]
+__all__ = [
+    "SOURCES",
+    "ConfigError",
+    "PipelineSource",
+    "SourceType",
+    "source_type",
+    "source_types",
+    "validate_source",
+]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from deeployd.pipelines.sources.common import SourceModel, parse_source
+from deeployd.pipelines.sources.plugin import SourceType, source_type
 
 LIFECYCLE_TYPES = ("run:started", "run:status_changed", "run:completed", "run:error")
 # Other Command Center run events a pipeline may opt into with `eventTypes` (they carry no `run`
@@ -54,6 +55,14 @@ class AgentExecutionSource(SourceModel):
 
 def validate(source: dict[str, Any]) -> None:
     parse_source(AgentExecutionSource, source)
+
+
+@source_type("agent_execution")
+class AgentExecution(SourceType):
+    """Routed from the event log by the source router: nothing to set up."""
+
+    def validate(self, source: dict[str, Any]) -> None:
+        validate(source)
 
 
 def item_for(event_type: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from deeployd.pipelines.destinations.base import ConfigError
 from deeployd.pipelines.sources.common import SourceModel, parse_source
+from deeployd.pipelines.sources.plugin import PipelineSource, SourceType, source_type
+from deeployd.pipelines.transforms.errors import ConfigError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -108,6 +109,18 @@ def invalidate(org_id: str) -> None:
     """
     for router in list(_ROUTERS):
         router.forget(org_id)
+
+
+@source_type("api_event")
+class ApiEvent(SourceType):
+    def validate(self, source: dict[str, Any]) -> None:
+        validate(source)
+
+    async def on_started(self, pipeline: PipelineSource) -> None:
+        invalidate(pipeline.org_id)
+
+    async def on_stopped(self, pipeline: PipelineSource) -> None:
+        invalidate(pipeline.org_id)
 
 
 class ApiEventRouter:

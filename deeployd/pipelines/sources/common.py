@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from deeployd.pipelines.destinations.base import ConfigError
+from deeployd.pipelines.transforms.errors import ConfigError
 
 
 class SourceModel(BaseModel):

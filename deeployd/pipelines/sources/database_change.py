@@ -34,8 +34,9 @@ from psycopg import sql
 from pydantic import Field, field_validator
 
 from deeployd import tenantdb
-from deeployd.pipelines.destinations.base import ConfigError
 from deeployd.pipelines.sources.common import SourceModel, parse_source
+from deeployd.pipelines.sources.plugin import PipelineSource, SourceType, source_type
+from deeployd.pipelines.transforms.errors import ConfigError
 from deeployd.secretstore import SECRET_REF
 
 log = logging.getLogger(__name__)
@@ -292,6 +293,32 @@ async def remove_trigger(
                 )
 
     await with_connection(services, target, remove)
+
+
+@source_type("database_change")
+class DatabaseChange(SourceType):
+    """CDC keeps capturing while paused: paused pipelines accept items and deliver on resume."""
+
+    def validate(self, source: dict[str, Any]) -> None:
+        validate(source)
+
+    async def check(self, services: Any, org_id: str, source: dict[str, Any]) -> None:
+        await check(services, org_id, source)
+
+    async def on_started(self, pipeline: PipelineSource) -> None:
+        await install_trigger(
+            pipeline.services, pipeline.org_id, pipeline.pipeline_id, pipeline.source
+        )
+
+    async def on_stopped(self, pipeline: PipelineSource) -> None:
+        try:
+            await remove_trigger(
+                pipeline.services, pipeline.org_id, pipeline.pipeline_id, pipeline.source
+            )
+        except Exception:  # the watched database may be gone; stopping must still succeed
+            log.warning(
+                "could not drop the CDC trigger of pipeline %s", pipeline.pipeline_id, exc_info=True
+            )
 
 
 @dataclass(frozen=True)

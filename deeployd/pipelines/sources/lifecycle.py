@@ -12,41 +12,45 @@
 | DELETE /pipelines/:id                  | `await on_pipeline_deleted(services, org_id, id, source)` |
 | PUT/PATCH (source changed, running)    | `on_pipeline_stopped(old source)` then `on_pipeline_started(new)` |
 
-Every hook is idempotent (safe to call twice, e.g. on a retried request) and a no-op for source
-types that need nothing. `check_source`/`on_pipeline_started` raise FastAPI's
-`RequestValidationError` with loc ("body", "source", ...) — the shared handler renders a 422
-such as `errors: ["source.table: table pipeline_org_x.orders does not exist"]`.
+Every hook is idempotent (safe to call twice, e.g. on a retried request) and calls the source
+type's own hook (`SourceType` in the `SOURCES` registry), a no-op for types that need nothing. `check_source`/`on_pipeline_started` raise `deeployd.errors.Invalid`
+with loc ("body", "source", ...) — the API renders it as a 422 such as
+`errors: ["source.table: table pipeline_org_x.orders does not exist"]`.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
-from deeployd.pipelines.destinations.base import ConfigError
-from deeployd.pipelines.sources import api_event, database_change, schedule
+from deeployd import tenantdb
+from deeployd.errors import Invalid
+from deeployd.pipelines.contract import ACTIVE_STATUSES, PipelineStatus
+from deeployd.pipelines.sources import SOURCES, SourceType
+from deeployd.pipelines.sources.plugin import PipelineSource
+from deeployd.pipelines.transforms.errors import ConfigError
+from deeployd.secretstore import MissingSecretError, SecretStore
 
 if TYPE_CHECKING:
     from deeployd.services import Services
 
-log = logging.getLogger(__name__)
+_NOTHING = SourceType()  # an unknown type (validation refuses it) needs nothing either
 
 
-def _prefixed(exc: ConfigError) -> Exception:
-    from fastapi.exceptions import RequestValidationError
+def _plugin(source: dict[str, Any]) -> SourceType:
+    kind = source.get("type")
+    return (SOURCES.find(kind) if isinstance(kind, str) else None) or _NOTHING
 
-    return RequestValidationError(
-        [{"loc": ("body", "source", *exc.loc), "msg": exc.msg, "type": "value_error"}]
-    )
+
+def _prefixed(exc: ConfigError) -> Invalid:
+    return Invalid(("body", "source", *exc.loc), exc.msg)
 
 
 async def check_source(services: Services, org_id: str, source: dict[str, Any]) -> None:
-    """Checks that need I/O (the CDC table exists); RequestValidationError on ("body", "source", ...)."""
-    if source.get("type") == "database_change":
-        try:
-            await database_change.check(services, org_id, source)
-        except ConfigError as exc:
-            raise _prefixed(exc) from None
+    """Checks that need I/O (the CDC table exists); Invalid on ("body", "source", ...)."""
+    try:
+        await _plugin(source).check(services, org_id, source)
+    except ConfigError as exc:
+        raise _prefixed(exc) from None
 
 
 async def check_destination(services: Services, org_id: str, destination: dict[str, Any]) -> None:
@@ -55,11 +59,6 @@ async def check_destination(services: Services, org_id: str, destination: dict[s
     config = destination.get("config") or {}
     if destination.get("type") != "database" or not config.get("connection"):
         return
-    from fastapi.exceptions import RequestValidationError
-
-    from deeployd import tenantdb
-    from deeployd.secretstore import MissingSecretError, SecretStore
-
     try:
         dsn = await SecretStore(services.db, services.secret_box).resolve(
             org_id, config["connection"]
@@ -73,15 +72,7 @@ async def check_destination(services: Services, org_id: str, destination: dict[s
             platform_url=services.settings.database_url,
         )
     except tenantdb.UnsafeDSNError as exc:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("body", "destination", "config", "connection"),
-                    "msg": f"refused: {exc}",
-                    "type": "value_error",
-                }
-            ]
-        ) from None
+        raise Invalid(("body", "destination", "config", "connection"), f"refused: {exc}") from None
 
 
 async def on_pipeline_created(
@@ -101,49 +92,32 @@ async def on_pipeline_started(
     services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
 ) -> None:
     await on_pipeline_created(services, org_id, pipeline_id, source)  # if the API skipped it
-    kind = source.get("type")
-    if kind == "api_event":
-        api_event.invalidate(org_id)
-    if kind == "database_change":
-        try:
-            await database_change.install_trigger(services, org_id, pipeline_id, source)
-        except ConfigError as exc:
-            raise _prefixed(exc) from None
-    elif kind == "schedule":
-        await schedule.upsert_schedule(
-            services.require_temporal(), services.settings.task_queue, org_id, pipeline_id, source
-        )
+    try:
+        await _plugin(source).on_started(PipelineSource(services, org_id, pipeline_id, source))
+    except ConfigError as exc:
+        raise _prefixed(exc) from None
 
 
 async def on_pipeline_paused(
     services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
 ) -> None:
-    # CDC keeps capturing while paused (paused pipelines accept items and deliver on resume);
-    # a schedule stops ticking.
-    if source.get("type") == "schedule":
-        await schedule.pause_schedule(services.require_temporal(), pipeline_id, paused=True)
+    await _plugin(source).on_paused(
+        PipelineSource(services, org_id, pipeline_id, source), paused=True
+    )
 
 
 async def on_pipeline_resumed(
     services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
 ) -> None:
-    if source.get("type") == "schedule":
-        await schedule.pause_schedule(services.require_temporal(), pipeline_id, paused=False)
+    await _plugin(source).on_paused(
+        PipelineSource(services, org_id, pipeline_id, source), paused=False
+    )
 
 
 async def on_pipeline_stopped(
     services: Services, org_id: str, pipeline_id: str, source: dict[str, Any]
 ) -> None:
-    kind = source.get("type")
-    if kind == "api_event":
-        api_event.invalidate(org_id)
-    if kind == "database_change":
-        try:
-            await database_change.remove_trigger(services, org_id, pipeline_id, source)
-        except Exception:  # the watched database may be gone; stopping must still succeed
-            log.warning("could not drop the CDC trigger of pipeline %s", pipeline_id, exc_info=True)
-    elif kind == "schedule":
-        await schedule.delete_schedule(services.require_temporal(), pipeline_id)
+    await _plugin(source).on_stopped(PipelineSource(services, org_id, pipeline_id, source))
 
 
 async def on_pipeline_updated(
@@ -155,11 +129,11 @@ async def on_pipeline_updated(
     status: str,
 ) -> None:
     """A running/paused pipeline whose source changed: tear the old source down, set up the new."""
-    if old_source == new_source or status not in ("running", "paused"):
+    if old_source == new_source or status not in ACTIVE_STATUSES:
         return
     await on_pipeline_stopped(services, org_id, pipeline_id, old_source)
     await on_pipeline_started(services, org_id, pipeline_id, new_source)
-    if status == "paused":
+    if status == PipelineStatus.paused:
         await on_pipeline_paused(services, org_id, pipeline_id, new_source)
 
 

@@ -6,13 +6,13 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from deeployd.pipelines import contract
+from deeployd.pipelines.contract import SourceRouterInput, router_workflow_id
+from deeployd.pipelines.sources.router import current_event_id
 from deeployd.services import Services
 from deeployd.settings import Settings
 
-
-def router_workflow_id(task_queue: str) -> str:
-    # One router per deployment (= task queue): a fixed id, so every worker start finds it.
-    return f"pipeline-source-router-{task_queue}"
+__all__ = ["ensure_source_router", "router_workflow_id"]
 
 
 async def ensure_source_router(
@@ -28,14 +28,11 @@ async def ensure_source_router(
     are not routed); with `services` that point is taken now, else by the workflow's first
     activity.
     """
-    from deeployd.pipelines.sources.router import current_event_id
-    from workflows.pipeline_sources import SourceRouterInput, SourceRouterWorkflow
-
     workflow_id = router_workflow_id(settings.task_queue)
     cursor = await current_event_id(services) if services is not None else None
     try:
         await client.start_workflow(
-            SourceRouterWorkflow.run,
+            contract.SOURCE_ROUTER_WORKFLOW,
             SourceRouterInput(cursor=cursor, pass_seconds=pass_seconds),
             id=workflow_id,
             task_queue=settings.task_queue,

@@ -12,27 +12,32 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
     ScheduleState,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from deeployd import temporal
-from deeployd.pipelines.destinations.base import ConfigError
+from deeployd.pipelines import contract
+from deeployd.pipelines.contract import ScheduleTickInput, schedule_id
 from deeployd.pipelines.sources.common import SourceModel, parse_source
+from deeployd.pipelines.sources.plugin import PipelineSource, SourceType, source_type
+from deeployd.pipelines.transforms.errors import ConfigError
+from deeployd.schedules import ensure_schedule
+
+if TYPE_CHECKING:
+    pass
 
 MIN_INTERVAL_MS = 1000  # Temporal schedules have one-second resolution
 MAX_PAYLOAD_BYTES = 16 * 1024  # the payload rides in the schedule's action: keep it small
@@ -71,13 +76,7 @@ def validate(source: dict[str, Any]) -> None:
         raise ConfigError(("payload",), f"must be at most {MAX_PAYLOAD_BYTES} bytes of JSON")
 
 
-def schedule_id(pipeline_id: str) -> str:
-    return f"pipeline-schedule-{pipeline_id}"
-
-
 def _schedule(org_id: str, pipeline_id: str, source: dict[str, Any], task_queue: str) -> Schedule:
-    from workflows.pipeline_sources import PipelineScheduleTickWorkflow, ScheduleTickInput
-
     cron = source.get("cron")
     spec = (
         ScheduleSpec(cron_expressions=[cron])
@@ -88,11 +87,11 @@ def _schedule(org_id: str, pipeline_id: str, source: dict[str, Any], task_queue:
     )
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            PipelineScheduleTickWorkflow.run,
+            contract.SCHEDULE_TICK_WORKFLOW,
             ScheduleTickInput(
                 org_id=org_id, pipeline_id=pipeline_id, payload=source.get("payload") or {}
             ),
-            id=f"pipeline-tick-{pipeline_id}",
+            id=contract.tick_workflow_id(pipeline_id),
             task_queue=task_queue,
             typed_search_attributes=temporal_attributes(org_id, pipeline_id),
         ),
@@ -106,9 +105,7 @@ def _schedule(org_id: str, pipeline_id: str, source: dict[str, Any], task_queue:
     )
 
 
-def temporal_attributes(org_id: str, pipeline_id: str) -> Any:
-    from temporalio.common import SearchAttributePair, TypedSearchAttributes
-
+def temporal_attributes(org_id: str, pipeline_id: str) -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [
             SearchAttributePair(temporal.ORG_ID, org_id),
@@ -122,18 +119,8 @@ async def upsert_schedule(
 ) -> None:
     """Create the pipeline's schedule, or bring an existing one up to date and unpause it."""
     schedule = _schedule(org_id, pipeline_id, source, task_queue)
-    try:
-        await client.create_schedule(schedule_id(pipeline_id), schedule)
-        return
-    except ScheduleAlreadyRunningError:
-        pass
-
-    def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
-        return ScheduleUpdate(schedule=schedule)
-
-    handle = client.get_schedule_handle(schedule_id(pipeline_id))
-    await handle.update(update)
-    await handle.unpause(note="pipeline started")
+    if not await ensure_schedule(client, schedule_id(pipeline_id), schedule, replace=True):
+        await client.get_schedule_handle(schedule_id(pipeline_id)).unpause(note="pipeline started")
 
 
 async def pause_schedule(client: Client, pipeline_id: str, *, paused: bool) -> None:
@@ -154,3 +141,29 @@ async def delete_schedule(client: Client, pipeline_id: str) -> None:
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
+
+
+@source_type("schedule")
+class ScheduleSourceType(SourceType):
+    """One Temporal Schedule per pipeline: created on start, paused and resumed with the
+    pipeline, deleted when it stops."""
+
+    def validate(self, source: dict[str, Any]) -> None:
+        validate(source)
+
+    async def on_started(self, pipeline: PipelineSource) -> None:
+        await upsert_schedule(
+            pipeline.services.require_temporal(),
+            pipeline.services.settings.task_queue,
+            pipeline.org_id,
+            pipeline.pipeline_id,
+            pipeline.source,
+        )
+
+    async def on_paused(self, pipeline: PipelineSource, paused: bool) -> None:
+        await pause_schedule(
+            pipeline.services.require_temporal(), pipeline.pipeline_id, paused=paused
+        )
+
+    async def on_stopped(self, pipeline: PipelineSource) -> None:
+        await delete_schedule(pipeline.services.require_temporal(), pipeline.pipeline_id)
