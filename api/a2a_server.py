@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.middleware import HttpMiddleware
 from deeployd.a2a.handler import DeeploydRequestHandler
 from deeployd.agents import store as agent_store
 from deeployd.models.organization import Scope as KeyScope
@@ -130,17 +131,14 @@ async def _card(request: Request) -> Response:
     return card_response(request.scope[AGENT_KEY], request)
 
 
-class _Authenticated:
+class _Authenticated(HttpMiddleware):
     """Resolve the bearer key and the addressed agent before any A2A route runs."""
 
     def __init__(self, app: ASGIApp, api: Any) -> None:
-        self._app = app
+        super().__init__(app)
         self._api = api
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)
         header = request.headers.get("authorization", "")
         kind, _, token = header.partition(" ")
@@ -178,7 +176,7 @@ class _Authenticated:
         state = scope.setdefault("state", {})
         if isinstance(state, dict):
             state["principal"] = principal
-        await self._app(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 def build_a2a_app(api: Any) -> ASGIApp:

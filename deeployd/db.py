@@ -85,6 +85,11 @@ class Database:
         await self.pool.close()
         await self.engine.dispose()
 
+    async def ping(self, *, wait_s: float) -> None:
+        """One round trip to PostgreSQL; raises if no connection is had within `wait_s` seconds."""
+        async with self.pool.connection(timeout=wait_s) as conn:
+            await conn.execute("SELECT 1")
+
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session:

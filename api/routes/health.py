@@ -14,8 +14,7 @@ router = APIRouter(tags=["health"])
 async def healthz(services: ServicesDep) -> JSONResponse:
     checks: dict[str, Any] = {}
     try:
-        async with services.db.pool.connection(timeout=3) as conn:
-            await conn.execute("SELECT 1")
+        await services.db.ping(wait_s=3)
         checks["database"] = {"ok": True}
     except Exception as exc:
         checks["database"] = {"ok": False, "error": str(exc)}
