@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.exceptions import RequestValidationError
 
+from deeployd.errors import Invalid
 from deeployd.pipelines.config import validate_pipeline_body
 from deeployd.pipelines.signing import signed_headers
 from deeployd.services import Services
@@ -300,9 +300,9 @@ async def test_another_organisations_pipeline_is_404_everywhere(
 async def test_private_destination_urls_are_refused_unless_allowed() -> None:
     body = pipeline_body(destination={"type": "webhook", "config": {"url": "http://127.0.0.1/x"}})
     body["options"] = {}
-    with pytest.raises(RequestValidationError) as refused:
+    with pytest.raises(Invalid) as refused:
         await validate_pipeline_body(body, "org_x", None, allow_private_urls=False)
-    [error] = refused.value.errors()
-    assert error["loc"] == ("body", "destination", "config", "url")
-    assert "non-public address 127.0.0.1" in error["msg"]
+    [error] = refused.value.errors
+    assert error.loc == ("body", "destination", "config", "url")
+    assert "non-public address 127.0.0.1" in error.msg
     await validate_pipeline_body(body, "org_x", None, allow_private_urls=True)

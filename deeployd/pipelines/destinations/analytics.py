@@ -578,7 +578,7 @@ class AnalyticsDestination:
 
     async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None:
         cfg = parse_config(ctx.config)
-        items = [i for i in delivery.items if i.last_offset > ctx.delivered_through]
+        items = delivery.items
         if not items:
             return
         name = ctx.pipeline_id

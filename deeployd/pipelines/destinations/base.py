@@ -15,23 +15,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import httpx
 
+from deeployd.pipelines.transforms.errors import ConfigError
+from deeployd.registry import Registry
+
 if TYPE_CHECKING:
     from deeployd.db import Database
     from deeployd.pipelines.transforms import OutItem
     from deeployd.settings import Settings
-
-try:  # the engine owns ConfigError; until it lands, an identical stand-in keeps this importable
-    from deeployd.pipelines.transforms import ConfigError
-except ImportError:  # pragma: no cover - only before the transform engine exists
-    try:
-        from deeployd.pipelines.transforms.errors import ConfigError
-    except ImportError:
-
-        class ConfigError(ValueError):  # type: ignore[no-redef]
-            def __init__(self, loc: tuple[str | int, ...], msg: str) -> None:
-                super().__init__(msg)
-                self.loc = tuple(loc)
-                self.msg = msg
 
 
 @dataclass
@@ -45,9 +35,6 @@ class DeliveryContext:
     # Optional: a destination that delivers in several requests calls this for each item the
     # receiver confirmed (any order); a retried attempt then skips the confirmed prefix.
     progress: Callable[[OutItem], None] | None = None
-    # Kept for compatibility, always 0: the caller itself now leaves out outputs an earlier
-    # attempt delivered (it checks they are the same outputs), so `deliver` gets only new ones.
-    delivered_through: int = 0
 
 
 @dataclass
@@ -126,27 +113,29 @@ class Destination(Protocol):
     async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None: ...
 
 
-_REGISTRY: dict[str, Destination] = {}
+# Every destination type, by the name used in a pipeline body's `destination.type`. A destination
+# module registers one instance with `register_destination`; the package imports the built-ins.
+DESTINATIONS: Registry[Destination] = Registry("destination")
 
 
 def register_destination(dest: Destination) -> None:
-    _REGISTRY[dest.type] = dest
+    DESTINATIONS.add(dest.type, dest)
 
 
 def get_destination(type: str) -> Destination:
     """The destination registered under `type`; KeyError if none."""
-    from deeployd.pipelines import destinations  # noqa: F401  (registers the built-ins)
-
-    return _REGISTRY[type]
+    dest = DESTINATIONS.find(type)
+    if dest is None:
+        raise KeyError(type)
+    return dest
 
 
 def destination_types() -> list[str]:
-    from deeployd.pipelines import destinations  # noqa: F401
-
-    return sorted(_REGISTRY)
+    return sorted(DESTINATIONS.names())
 
 
 __all__ = [
+    "DESTINATIONS",
     "ConfigError",
     "Delivery",
     "DeliveryContext",

@@ -160,7 +160,7 @@ class NotificationDestination:
 
     async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None:
         cfg = parse_config(ctx.config)
-        items = [i for i in delivery.items if i.last_offset > ctx.delivered_through]
+        items = delivery.items
         if not items:
             return
         slack = cfg.channel == "slack"
