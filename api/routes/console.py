@@ -8,10 +8,10 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.deps import CurrentPrincipal, ServicesDep, SettingsDep
-from api.routes.pipelines import check_pipeline_body
 from deeployd.agents.providers import provider_names
 from deeployd.agents.tools import list_tools
 from deeployd.models.pipeline import PipelineCreate
+from deeployd.pipelines import service as pipelines
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 
@@ -49,8 +49,7 @@ async def validate_pipeline(
     body: PipelineCreate, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:
     """204 when `POST /api/streaming/pipelines` would accept the body; else the same 422."""
-    data = body.model_dump(mode="json", by_alias=True)
-    await check_pipeline_body(services, principal.org_id, data)
+    await pipelines.validate(services, principal.org_id, body)
     return Response(status_code=204)
 
 
