@@ -45,4 +45,6 @@ async def receive_webhook(
     keys = None
     if msg_id:
         keys = [msg_id] if len(items) == 1 else [f"{msg_id}:{i}" for i in range(len(items))]
-    return await ingest_response(services, target.org_id, pipeline_id, items, dedup_keys=keys)
+    return await ingest_response(
+        service.ingest(services, target.org_id, pipeline_id, items, dedup_keys=keys)
+    )

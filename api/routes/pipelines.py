@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
+from temporalio.client import Client as TemporalClient
 
 from api.deps import (
     MAX_BIGINT,
@@ -24,8 +26,8 @@ from api.deps import (
 )
 from api.input_guard import parse_items_body
 from deeployd.eventlog import EventFilter
-from deeployd.idempotency import IdempotencyKey
 from deeployd.models.pipeline import (
+    Pipeline,
     PipelineCreate,
     PipelinePublic,
     PipelineStatus,
@@ -103,48 +105,42 @@ async def delete_pipeline(
 # --- lifecycle ----------------------------------------------------------------------------
 
 
-@router.post(
-    "/pipelines/{pipeline_id}/start", response_model=PipelinePublic, response_model_by_alias=True
+def _lifecycle_route(
+    action: str,
+    operation: Callable[[Services, TemporalClient, str, str], Awaitable[Pipeline]],
+    doc: str | None,
+) -> None:
+    async def route(
+        pipeline_id: str, principal: WritePrincipal, services: ServicesDep, client: TemporalDep
+    ) -> PipelinePublic:
+        return service.public(
+            services, await operation(services, client, principal.org_id, pipeline_id)
+        )
+
+    route.__name__ = route.__qualname__ = f"{action}_pipeline"  # the OpenAPI operation id
+    route.__doc__ = doc
+    router.post(
+        f"/pipelines/{{pipeline_id}}/{action}",
+        response_model=PipelinePublic,
+        response_model_by_alias=True,
+    )(route)
+
+
+_lifecycle_route(
+    "start",
+    service.start,
+    "Start processing from the saved state (committed offset + chain state).",
 )
-async def start_pipeline(
-    pipeline_id: str, principal: WritePrincipal, services: ServicesDep, client: TemporalDep
-) -> PipelinePublic:
-    """Start processing from the saved state (committed offset + chain state)."""
-    row = await service.start(services, client, principal.org_id, pipeline_id)
-    return service.public(services, row)
-
-
-@router.post(
-    "/pipelines/{pipeline_id}/pause", response_model=PipelinePublic, response_model_by_alias=True
+_lifecycle_route(
+    "pause", service.pause, "Stop delivering after the batch in flight; items keep being accepted."
 )
-async def pause_pipeline(
-    pipeline_id: str, principal: WritePrincipal, services: ServicesDep, client: TemporalDep
-) -> PipelinePublic:
-    """Stop delivering after the batch in flight; items keep being accepted."""
-    row = await service.pause(services, client, principal.org_id, pipeline_id)
-    return service.public(services, row)
-
-
-@router.post(
-    "/pipelines/{pipeline_id}/resume", response_model=PipelinePublic, response_model_by_alias=True
-)
-async def resume_pipeline(
-    pipeline_id: str, principal: WritePrincipal, services: ServicesDep, client: TemporalDep
-) -> PipelinePublic:
-    row = await service.resume(services, client, principal.org_id, pipeline_id)
-    return service.public(services, row)
-
-
-@router.post(
-    "/pipelines/{pipeline_id}/stop", response_model=PipelinePublic, response_model_by_alias=True
-)
-async def stop_pipeline(
-    pipeline_id: str, principal: WritePrincipal, services: ServicesDep, client: TemporalDep
-) -> PipelinePublic:
+_lifecycle_route("resume", service.resume, None)
+_lifecycle_route(
+    "stop",
+    service.stop,
     """Flush what the transforms hold (open windows, partial batches), deliver it, save the
-    state and complete the workflow. Waits up to 20 s for that to finish."""
-    row = await service.stop(services, client, principal.org_id, pipeline_id)
-    return service.public(services, row)
+    state and complete the workflow. Waits up to 20 s for that to finish.""",
+)
 
 
 # --- ingest -------------------------------------------------------------------------------
@@ -172,27 +168,11 @@ async def _json_body(request: Request) -> Any:
     return parse_items_body(raw)
 
 
-async def ingest_response(
-    services: Services,
-    org_id: str,
-    pipeline_id: str,
-    items: list[dict[str, Any]],
-    *,
-    raw: bytes | None = None,
-    idempotency: IdempotencyKey | None = None,
-    dedup_keys: list[str] | None = None,
-) -> JSONResponse:
-    """202 with the offsets once the items are durable; 429 with Retry-After on backpressure."""
+async def ingest_response(ingesting: Awaitable[list[int]]) -> JSONResponse:
+    """202 with the offsets once `ingesting` made the items durable; 429 with Retry-After when
+    the pipeline has too much pending."""
     try:
-        offsets = await service.ingest(
-            services,
-            org_id,
-            pipeline_id,
-            items,
-            array_text=raw.decode() if raw is not None else None,
-            idempotency=idempotency,
-            dedup_keys=dedup_keys,
-        )
+        offsets = await ingesting
     except BackpressureExceeded as exc:
         return JSONResponse(
             status_code=429,
@@ -222,7 +202,7 @@ async def process_item(
     item = service.one_item(await _json_body(request))
     idempotency = idempotency_key(request, principal, key, request.state.raw_body)
     return await ingest_response(
-        services, principal.org_id, pipeline_id, [item], idempotency=idempotency
+        service.ingest(services, principal.org_id, pipeline_id, [item], idempotency=idempotency)
     )
 
 
@@ -239,14 +219,17 @@ async def process_batch(
     body = await _json_body(request)
     items = service.batch_items(body)
     idempotency = idempotency_key(request, principal, key, request.state.raw_body)
+    # A bare array is stored as the validated text it came in.
+    array_text = request.state.raw_body.decode() if isinstance(body, list) else None
     return await ingest_response(
-        services,
-        principal.org_id,
-        pipeline_id,
-        items,
-        # a bare array is stored as the validated text it came in
-        raw=request.state.raw_body if isinstance(body, list) else None,
-        idempotency=idempotency,
+        service.ingest(
+            services,
+            principal.org_id,
+            pipeline_id,
+            items,
+            array_text=array_text,
+            idempotency=idempotency,
+        )
     )
 
 

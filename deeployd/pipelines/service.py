@@ -65,8 +65,17 @@ async def _get(session: Any, org_id: str, pipeline_id: str) -> Pipeline:
     return row
 
 
-def _refuse(row: Pipeline, action: str) -> Conflict:
-    return Conflict(f"cannot {action} a pipeline that is {row.status}")
+async def _to_change(
+    session: Any, org_id: str, pipeline_id: str, action: str, target: str, accepts: Sequence[str]
+) -> tuple[Pipeline, bool]:
+    """The pipeline, and whether `action` has work to do: not when it already is in `target`
+    (the call is idempotent); Conflict when its status is not one of `accepts`."""
+    row = await _get(session, org_id, pipeline_id)
+    if row.status == target:
+        return row, False
+    if row.status not in accepts:
+        raise Conflict(f"cannot {action} a pipeline that is {row.status}")
+    return row, True
 
 
 # --- configuration ------------------------------------------------------------------------
@@ -197,16 +206,15 @@ async def pause(
 ) -> Pipeline:
     """Stop delivering after the batch in flight; items keep being accepted."""
     async with services.db.session() as session:
-        row = await _get(session, org_id, pipeline_id)
-        if row.status == PipelineStatus.paused:
-            return row
-        if row.status != PipelineStatus.running:
-            raise _refuse(row, "pause")
-        # The row first: a batch waiting for items re-checks it, so nothing ingested after
-        # this call is delivered until resume.
-        await control.set_status(services, row, PipelineStatus.paused, session)
-        await control.handle(client, row.id).signal("pause")
-        await source_hooks.on_pipeline_paused(services, row.org_id, row.id, row.source)
+        row, change = await _to_change(
+            session, org_id, pipeline_id, "pause", PipelineStatus.paused, [PipelineStatus.running]
+        )
+        if change:
+            # The row first: a batch waiting for items re-checks it, so nothing ingested after
+            # this call is delivered until resume.
+            await control.set_status(services, row, PipelineStatus.paused, session)
+            await control.handle(client, row.id).signal("pause")
+            await source_hooks.on_pipeline_paused(services, row.org_id, row.id, row.source)
         return row
 
 
@@ -214,14 +222,13 @@ async def resume(
     services: Services, client: TemporalClient, org_id: str, pipeline_id: str
 ) -> Pipeline:
     async with services.db.session() as session:
-        row = await _get(session, org_id, pipeline_id)
-        if row.status == PipelineStatus.running:
-            return row
-        if row.status != PipelineStatus.paused:
-            raise _refuse(row, "resume")
-        await control.handle(client, row.id).signal("resume")
-        await source_hooks.on_pipeline_resumed(services, row.org_id, row.id, row.source)
-        await control.set_status(services, row, PipelineStatus.running, session)
+        row, change = await _to_change(
+            session, org_id, pipeline_id, "resume", PipelineStatus.running, [PipelineStatus.paused]
+        )
+        if change:
+            await control.handle(client, row.id).signal("resume")
+            await source_hooks.on_pipeline_resumed(services, row.org_id, row.id, row.source)
+            await control.set_status(services, row, PipelineStatus.running, session)
         return row
 
 
@@ -231,11 +238,16 @@ async def stop(
     """Flush what the transforms hold, deliver it, save the state and complete the workflow;
     waits up to control.STOP_WAIT_S for that."""
     async with services.db.session() as session:
-        row = await _get(session, org_id, pipeline_id)
-        if row.status == PipelineStatus.stopped:
+        row, change = await _to_change(
+            session,
+            org_id,
+            pipeline_id,
+            "stop",
+            PipelineStatus.stopped,
+            [*ACTIVE, PipelineStatus.failed],
+        )
+        if not change:
             return row
-        if row.status not in (*ACTIVE, PipelineStatus.failed):
-            raise _refuse(row, "stop")
         if await control.workflow_running(client, row.id):
             await control.handle(client, row.id).signal("stop")
             if not await control.wait_finished(client, row.id):

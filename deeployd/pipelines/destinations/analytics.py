@@ -34,12 +34,14 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from deeployd.netguard import UnsafeURLError, check_outbound_url, check_url_syntax
+from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.pipelines.destinations.base import (
     ConfigError,
     Delivery,
     DeliveryContext,
     DeliveryError,
+    check_target_url,
+    choice,
     refuses_content,
     register_destination,
     reject,
@@ -112,14 +114,7 @@ class _Missing(ValueError):
 
 def parse_config(config: dict[str, Any]) -> AnalyticsConfig:
     """Validate a destination config; ConfigError locs are relative to the destination body."""
-    if not isinstance(config, dict):
-        raise ConfigError(("config",), "must be an object")
-    provider = config.get("provider")
-    if provider not in PROVIDERS:
-        raise ConfigError(
-            ("config", "provider"),
-            f"unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}",
-        )
+    choice(config, "provider", PROVIDERS, "provider")
     try:
         parsed = AnalyticsConfig.model_validate(config)
     except ValidationError as exc:
@@ -129,12 +124,7 @@ def parse_config(config: dict[str, Any]) -> AnalyticsConfig:
             raise ConfigError(("config", cause.field), cause.msg) from None
         raise ConfigError(("config", *error["loc"]), error["msg"]) from None
     for name in ("url", "base_url"):
-        value = getattr(parsed, name)
-        if value and "${secrets." not in value:
-            try:
-                check_url_syntax(value)
-            except UnsafeURLError as exc:
-                raise ConfigError(("config", to_camel(name)), str(exc)) from None
+        check_target_url(getattr(parsed, name), ("config", to_camel(name)))
     return parsed
 
 

@@ -9,12 +9,13 @@ sees references.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import httpx
 
+from deeployd.netguard import UnsafeURLError, check_url_syntax
 from deeployd.pipelines.transforms.errors import ConfigError
 from deeployd.registry import Registry
 
@@ -22,6 +23,29 @@ if TYPE_CHECKING:
     from deeployd.db import Database
     from deeployd.pipelines.transforms import OutItem
     from deeployd.settings import Settings
+
+
+def choice(config: Any, key: str, choices: Sequence[str], what: str) -> str:
+    """The destination config's `key`, which must be one of `choices` (it selects the rest of
+    the schema, so it is checked first)."""
+    if not isinstance(config, dict):
+        raise ConfigError(("config",), "must be an object")
+    value = config.get(key)
+    if value not in choices:
+        raise ConfigError(
+            ("config", key), f"unknown {what} {value!r}; expected one of {', '.join(choices)}"
+        )
+    return str(value)
+
+
+def check_target_url(url: str | None, loc: Sequence[str | int]) -> None:
+    """The syntax of a target URL written in the config (a secret reference is checked once
+    resolved, in the worker)."""
+    if url and "${secrets." not in url:
+        try:
+            check_url_syntax(url)
+        except UnsafeURLError as exc:
+            raise ConfigError(loc, str(exc)) from None
 
 
 @dataclass
@@ -132,19 +156,3 @@ def get_destination(type: str) -> Destination:
 
 def destination_types() -> list[str]:
     return sorted(DESTINATIONS.names())
-
-
-__all__ = [
-    "DESTINATIONS",
-    "ConfigError",
-    "Delivery",
-    "DeliveryContext",
-    "DeliveryError",
-    "Destination",
-    "destination_types",
-    "get_destination",
-    "refuses_content",
-    "register_destination",
-    "reject",
-    "unstorable_reason",
-]

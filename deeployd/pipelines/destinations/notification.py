@@ -25,13 +25,15 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from deeployd.netguard import UnsafeURLError, check_outbound_url, check_url_syntax
+from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.pipelines.destinations.analytics import lookup, retry_after
 from deeployd.pipelines.destinations.base import (
     ConfigError,
     Delivery,
     DeliveryContext,
     DeliveryError,
+    check_target_url,
+    choice,
     refuses_content,
     register_destination,
     reject,
@@ -69,14 +71,7 @@ class NotificationConfig(BaseModel):
 
 
 def parse_config(config: dict[str, Any]) -> NotificationConfig:
-    if not isinstance(config, dict):
-        raise ConfigError(("config",), "must be an object")
-    channel = config.get("channel")
-    if channel not in CHANNELS:
-        raise ConfigError(
-            ("config", "channel"),
-            f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}",
-        )
+    channel = choice(config, "channel", CHANNELS, "channel")
     try:
         parsed = NotificationConfig.model_validate(config)
     except ValidationError as exc:
@@ -85,14 +80,7 @@ def parse_config(config: dict[str, Any]) -> NotificationConfig:
         if not loc:  # the model validator: name the field that is missing
             loc = ("webhook",) if channel == "slack" else ("url",)
         raise ConfigError(("config", *loc), error["msg"].removeprefix("Value error, ")) from None
-    target = parsed.target
-    if "${secrets." not in target:
-        try:
-            check_url_syntax(target)
-        except UnsafeURLError as exc:
-            raise ConfigError(
-                ("config", "webhook" if channel == "slack" else "url"), str(exc)
-            ) from None
+    check_target_url(parsed.target, ("config", "webhook" if channel == "slack" else "url"))
     return parsed
 
 

@@ -9,17 +9,6 @@ from deeployd.errors import Invalid
 Loc = tuple[str | int, ...]
 
 
-def format_loc(loc: Sequence[str | int]) -> str:
-    """("transforms", 1, "config", "value") -> "transforms[1].config.value" (the API's format)."""
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
 class ConfigError(Invalid, ValueError):
     """A bad plugin config. `loc` is the path inside the pipeline body, `msg` the reason.
 
@@ -31,8 +20,6 @@ class ConfigError(Invalid, ValueError):
         super().__init__(loc, msg)
         self.loc: Loc = tuple(loc)
         self.msg = msg
-        self.message = f"{format_loc(self.loc)}: {msg}" if self.loc else msg
-        self.args = (self.message,)
 
     def with_prefix(self, *prefix: str | int) -> ConfigError:
         """The same error located inside an enclosing object."""
