@@ -205,30 +205,35 @@ async def pause(
     services: Services, client: TemporalClient, org_id: str, pipeline_id: str
 ) -> Pipeline:
     """Stop delivering after the batch in flight; items keep being accepted."""
-    async with services.db.session() as session:
-        row, change = await _to_change(
-            session, org_id, pipeline_id, "pause", PipelineStatus.paused, [PipelineStatus.running]
-        )
-        if change:
-            # The row first: a batch waiting for items re-checks it, so nothing ingested after
-            # this call is delivered until resume.
-            await control.set_status(services, row, PipelineStatus.paused, session)
-            await control.handle(client, row.id).signal("pause")
-            await source_hooks.on_pipeline_paused(services, row.org_id, row.id, row.source)
-        return row
+    return await _set_paused(services, client, org_id, pipeline_id, paused=True)
 
 
 async def resume(
     services: Services, client: TemporalClient, org_id: str, pipeline_id: str
 ) -> Pipeline:
+    return await _set_paused(services, client, org_id, pipeline_id, paused=False)
+
+
+async def _set_paused(
+    services: Services, client: TemporalClient, org_id: str, pipeline_id: str, *, paused: bool
+) -> Pipeline:
+    action = "pause" if paused else "resume"
+    target, current = PipelineStatus.running, PipelineStatus.paused
+    if paused:
+        target, current = current, target
     async with services.db.session() as session:
-        row, change = await _to_change(
-            session, org_id, pipeline_id, "resume", PipelineStatus.running, [PipelineStatus.paused]
-        )
-        if change:
-            await control.handle(client, row.id).signal("resume")
-            await source_hooks.on_pipeline_resumed(services, row.org_id, row.id, row.source)
-            await control.set_status(services, row, PipelineStatus.running, session)
+        row, change = await _to_change(session, org_id, pipeline_id, action, target, [current])
+        if not change:
+            return row
+        if paused:
+            # The row first: a batch waiting for items re-checks it, so nothing ingested after
+            # this call is delivered until resume.
+            await control.set_status(services, row, target, session)
+        await control.handle(client, row.id).signal(action)
+        hook = source_hooks.on_pipeline_paused if paused else source_hooks.on_pipeline_resumed
+        await hook(services, row.org_id, row.id, row.source)
+        if not paused:
+            await control.set_status(services, row, target, session)
         return row
 
 
