@@ -6,7 +6,7 @@ that calls `register_destination(TheDestination())`, plus its name in the import
 
 from __future__ import annotations
 
-from deeployd.pipelines.destinations import analytics, database, notification, webhook
+from deeployd.pipelines.destinations import analytics, database, notification, webhook  # noqa: F401
 from deeployd.pipelines.destinations.base import (
     DESTINATIONS,
     ConfigError,
@@ -22,10 +22,7 @@ from deeployd.pipelines.destinations.base import (
     unstorable_reason,
 )
 
-BUILT_IN = (webhook, database, analytics, notification)
-
 __all__ = [
-    "BUILT_IN",
     "DESTINATIONS",
     "ConfigError",
     "Delivery",

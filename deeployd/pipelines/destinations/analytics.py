@@ -37,6 +37,7 @@ from pydantic.alias_generators import to_camel
 from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.pipelines.destinations.base import (
     ConfigError,
+    ConfiguredDestination,
     Delivery,
     DeliveryContext,
     DeliveryError,
@@ -560,17 +561,14 @@ async def _pipeline_name(ctx: DeliveryContext) -> str:
     return str(row[0]) if row else ctx.pipeline_id
 
 
-class AnalyticsDestination:
+class AnalyticsDestination(ConfiguredDestination[AnalyticsConfig]):
     type = "analytics"
 
-    def validate(self, config: dict[str, Any]) -> None:
-        parse_config(config)
+    def parse(self, config: dict[str, Any]) -> AnalyticsConfig:
+        return parse_config(config)
 
-    async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None:
-        cfg = parse_config(ctx.config)
+    async def send(self, ctx: DeliveryContext, cfg: AnalyticsConfig, delivery: Delivery) -> None:
         items = delivery.items
-        if not items:
-            return
         name = ctx.pipeline_id
         if any(
             event_name(cfg, i.value if isinstance(i.value, dict) else {})[0] is None for i in items

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import httpx
 
@@ -135,6 +135,31 @@ class Destination(Protocol):
     def validate(self, config: dict[str, Any]) -> None: ...
 
     async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None: ...
+
+
+C = TypeVar("C")
+
+
+class ConfiguredDestination(Generic[C]):
+    """A destination whose config parses into one object (`parse`, raising ConfigError):
+    `validate` parses the config as written, `deliver` parses the resolved one and `send`s a
+    non-empty batch with it."""
+
+    type: str
+
+    def parse(self, config: dict[str, Any]) -> C:
+        raise NotImplementedError
+
+    def validate(self, config: dict[str, Any]) -> None:
+        self.parse(config)
+
+    async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None:
+        cfg = self.parse(ctx.config)
+        if delivery.items:
+            await self.send(ctx, cfg, delivery)
+
+    async def send(self, ctx: DeliveryContext, cfg: C, delivery: Delivery) -> None:
+        raise NotImplementedError
 
 
 # Every destination type, by the name used in a pipeline body's `destination.type`. A destination

@@ -29,6 +29,7 @@ from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.pipelines.destinations.analytics import lookup, retry_after
 from deeployd.pipelines.destinations.base import (
     ConfigError,
+    ConfiguredDestination,
     Delivery,
     DeliveryContext,
     DeliveryError,
@@ -140,17 +141,14 @@ def pack(lines: list[str], max_messages: int) -> list[tuple[int, int]]:
     return ranges
 
 
-class NotificationDestination:
+class NotificationDestination(ConfiguredDestination[NotificationConfig]):
     type = "notification"
 
-    def validate(self, config: dict[str, Any]) -> None:
-        parse_config(config)
+    def parse(self, config: dict[str, Any]) -> NotificationConfig:
+        return parse_config(config)
 
-    async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None:
-        cfg = parse_config(ctx.config)
+    async def send(self, ctx: DeliveryContext, cfg: NotificationConfig, delivery: Delivery) -> None:
         items = delivery.items
-        if not items:
-            return
         slack = cfg.channel == "slack"
         lines = [
             _clip(
