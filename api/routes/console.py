@@ -12,6 +12,8 @@ from deeployd.agents.providers import provider_names
 from deeployd.agents.tools import list_tools
 from deeployd.models.pipeline import PipelineCreate
 from deeployd.pipelines import service as pipelines
+from deeployd.pipelines.destinations import destination_types
+from deeployd.pipelines.transforms import TRANSFORMS
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 
@@ -29,7 +31,8 @@ async def console_root() -> RedirectResponse:
 
 
 @router.get(
-    "/api/console/config", summary="What the console needs: Temporal links, providers, tools"
+    "/api/console/config",
+    summary="What the console needs: Temporal links, providers, tools, pipeline plugin types",
 )
 async def console_config(_: CurrentPrincipal, settings: SettingsDep) -> dict[str, Any]:
     return {
@@ -37,6 +40,9 @@ async def console_config(_: CurrentPrincipal, settings: SettingsDep) -> dict[str
         "temporalNamespace": settings.temporal_namespace,
         "providers": provider_names(),
         "tools": [{"name": tool.name, "description": tool.description} for tool in list_tools()],
+        # The pipeline builder offers exactly what the API accepts.
+        "transformTypes": TRANSFORMS.names(),
+        "destinationTypes": destination_types(),
     }
 
 
