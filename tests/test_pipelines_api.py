@@ -9,10 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from deeployd.errors import Invalid
-from deeployd.pipelines.config import validate_pipeline_body
+from deeployd.models.pipeline import PipelineStatus
+from deeployd.pipelines import health
+from deeployd.pipelines.config import config_errors, validate_pipeline_body
+from deeployd.pipelines.destinations import DESTINATIONS, ConfigError
 from deeployd.pipelines.signing import signed_headers
+from deeployd.pipelines.transforms import TRANSFORMS
 from deeployd.services import Services
 from tests.conftest import Org, RunningApi, make_org
 from tests.pipeline_helpers import auth, create_table, query
@@ -306,3 +312,78 @@ async def test_private_destination_urls_are_refused_unless_allowed() -> None:
     assert error.loc == ("body", "destination", "config", "url")
     assert "non-public address 127.0.0.1" in error.msg
     await validate_pipeline_body(body, "org_x", None, allow_private_urls=True)
+
+
+def test_unknown_plugin_types_list_exactly_what_the_registries_hold() -> None:
+    body = pipeline_body(
+        transforms=[{"type": "teleport", "config": {}}],
+        destination={"type": "carrier_pigeon", "config": {}},
+    )
+    errors = {e.loc: e.msg for e in config_errors(body)}
+    assert errors[("body", "transforms", 0, "type")].endswith(
+        "expected one of: " + ", ".join(TRANSFORMS.names())
+    )
+    assert errors[("body", "destination", "type")] == (
+        "unknown destination type 'carrier_pigeon'; one of " + ", ".join(sorted(DESTINATIONS))
+    )
+    assert {"filter", "map", "aggregate", "window", "batch"} == set(TRANSFORMS)
+    assert {"webhook", "database", "analytics", "notification"} == set(DESTINATIONS)
+
+
+def test_a_config_error_is_a_located_domain_refusal() -> None:
+    err = ConfigError(("config", "url"), "is required")
+    assert isinstance(err, Invalid)
+    assert str(err) == "config.url: is required"
+    located = err.with_prefix("body", "destination")
+    assert isinstance(located, ConfigError)
+    assert [(e.loc, e.msg) for e in located.errors] == [
+        (("body", "destination", "config", "url"), "is required")
+    ]
+
+
+_METRICS = st.fixed_dictionaries(
+    {
+        "backpressure": st.floats(min_value=0, max_value=1),
+        "lastErrorAt": st.one_of(st.none(), st.integers(min_value=0, max_value=10**13)),
+        "lastError": st.one_of(st.none(), st.text(max_size=20)),
+    }
+)
+
+
+@given(
+    status=st.sampled_from(list(PipelineStatus)),
+    error=st.one_of(st.none(), st.text(max_size=20)),
+    workflow_missing=st.booleans(),
+    metrics=_METRICS,
+    waiting=st.integers(min_value=0, max_value=10**6),
+    now_ms=st.integers(min_value=0, max_value=10**13),
+)
+def test_health_is_unhealthy_exactly_when_a_hard_rule_holds(
+    status: PipelineStatus,
+    error: str | None,
+    workflow_missing: bool,
+    metrics: dict[str, Any],
+    waiting: int,
+    now_ms: int,
+) -> None:
+    verdict = health.assess(
+        status=status,
+        error=error,
+        workflow_missing=workflow_missing,
+        metrics=metrics,
+        waiting_dead_letters=waiting,
+        now_ms=now_ms,
+    )
+    hard = status == PipelineStatus.failed or workflow_missing or metrics["backpressure"] >= 1
+    recent_error = bool(metrics["lastErrorAt"]) and now_ms - metrics["lastErrorAt"] < 300_000
+    soft = (
+        0.8 <= metrics["backpressure"] < 1
+        or recent_error
+        or waiting > 0
+        or status == PipelineStatus.paused
+    )
+    expected = "unhealthy" if hard else "degraded" if soft else "healthy"
+    assert verdict.status == expected
+    assert (verdict.reasons == []) == (expected == "healthy")
+    if waiting:
+        assert f"{waiting} dead letter(s) waiting for replay" in verdict.reasons
