@@ -350,32 +350,28 @@ _METRICS = st.fixed_dictionaries(
 )
 
 
-@given(
-    status=st.sampled_from(list(PipelineStatus)),
-    error=st.one_of(st.none(), st.text(max_size=20)),
-    workflow_missing=st.booleans(),
-    metrics=_METRICS,
-    waiting=st.integers(min_value=0, max_value=10**6),
-    now_ms=st.integers(min_value=0, max_value=10**13),
+_HEALTH_INPUTS = st.fixed_dictionaries(
+    {
+        "status": st.sampled_from(list(PipelineStatus)),
+        "error": st.one_of(st.none(), st.text(max_size=20)),
+        "workflow_missing": st.booleans(),
+        "metrics": _METRICS,
+        "waiting_dead_letters": st.integers(min_value=0, max_value=10**6),
+        "now_ms": st.integers(min_value=0, max_value=10**13),
+    }
 )
-def test_health_is_unhealthy_exactly_when_a_hard_rule_holds(
-    status: PipelineStatus,
-    error: str | None,
-    workflow_missing: bool,
-    metrics: dict[str, Any],
-    waiting: int,
-    now_ms: int,
-) -> None:
-    verdict = health.assess(
-        status=status,
-        error=error,
-        workflow_missing=workflow_missing,
-        metrics=metrics,
-        waiting_dead_letters=waiting,
-        now_ms=now_ms,
+
+
+@given(_HEALTH_INPUTS)
+def test_health_is_unhealthy_exactly_when_a_hard_rule_holds(case: dict[str, Any]) -> None:
+    verdict = health.assess(**case)
+    status, metrics, waiting = case["status"], case["metrics"], case["waiting_dead_letters"]
+    hard = (
+        status == PipelineStatus.failed or case["workflow_missing"] or metrics["backpressure"] >= 1
     )
-    hard = status == PipelineStatus.failed or workflow_missing or metrics["backpressure"] >= 1
-    recent_error = bool(metrics["lastErrorAt"]) and now_ms - metrics["lastErrorAt"] < 300_000
+    recent_error = (
+        bool(metrics["lastErrorAt"]) and case["now_ms"] - metrics["lastErrorAt"] < 300_000
+    )
     soft = (
         0.8 <= metrics["backpressure"] < 1
         or recent_error
