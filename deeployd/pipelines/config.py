@@ -2,8 +2,9 @@
 
 Transforms are compiled by the engine (`compile_chain`), which locates errors inside the body
 (`transforms[1].config.expression.fullName`). Sources and destinations validate their own
-config (each found in its registry); the database destination is also checked against the real
-table. All errors become one `Invalid` (422) with `loc=("body", ...)`.
+config (each found in its registry); a destination that `ChecksAtCreate` (the database one: its
+table) is also checked against the world. All errors become one `Invalid` (422) with
+`loc=("body", ...)`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from typing import Any
 
 from deeployd import netguard
 from deeployd.errors import FieldError, Invalid
-from deeployd.pipelines.destinations import DESTINATIONS, ConfigError, destination_types
-from deeployd.pipelines.destinations.database import check_against_table, create_declared_table
+from deeployd.pipelines.destinations import (
+    DESTINATIONS,
+    ChecksAtCreate,
+    ConfigError,
+    destination_types,
+)
 from deeployd.pipelines.sources import validate_source
 from deeployd.pipelines.transforms import compile_chain
 from deeployd.secretstore import SECRET_REF
@@ -88,15 +93,11 @@ async def validate_pipeline_body(
             await netguard.check_outbound_url(url, allow_private=allow_private_urls)
         except netguard.UnsafeURLError as exc:
             errors.append(FieldError(("body", "destination", "config", "url"), str(exc)))
-    if not errors and destination["type"] == "database":
-        config = destination.get("config") or {}
-        if not config.get("connection"):  # other databases are checked in the worker
-            try:
-                async with db.pool.connection() as conn:
-                    if config.get("createTable"):
-                        await create_declared_table(conn, config, org_id)
-                    await check_against_table(conn, config, org_id)
-            except ConfigError as exc:
-                errors.append(FieldError(("body", "destination", *exc.loc), exc.msg))
+    dest = DESTINATIONS.find(destination["type"])
+    if not errors and isinstance(dest, ChecksAtCreate):
+        try:
+            await dest.check(db, org_id, destination.get("config") or {})
+        except ConfigError as exc:
+            errors.append(FieldError(("body", "destination", *exc.loc), exc.msg))
     if errors:
         raise Invalid.of(errors)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from deeployd.pipelines.destinations import analytics, database, notification, webhook  # noqa: F401
 from deeployd.pipelines.destinations.base import (
     DESTINATIONS,
+    ChecksAtCreate,
     ConfigError,
     Delivery,
     DeliveryContext,
@@ -24,6 +25,7 @@ from deeployd.pipelines.destinations.base import (
 
 __all__ = [
     "DESTINATIONS",
+    "ChecksAtCreate",
     "ConfigError",
     "Delivery",
     "DeliveryContext",

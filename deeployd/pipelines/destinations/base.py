@@ -137,6 +137,14 @@ class Destination(Protocol):
     async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None: ...
 
 
+@runtime_checkable
+class ChecksAtCreate(Protocol):
+    """A destination that also checks its config against the world when a pipeline is created
+    or updated (a table exists...): `check` raises ConfigError located in the destination body."""
+
+    async def check(self, db: Database, org_id: str, config: dict[str, Any]) -> None: ...
+
+
 C = TypeVar("C")
 
 
