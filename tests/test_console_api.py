@@ -56,6 +56,8 @@ async def test_config_lists_the_providers_and_tools_an_agent_can_use(
     tools = {tool["name"]: tool["description"] for tool in body["tools"]}
     assert {"calculator", "current_time", "http_request"} <= set(tools)
     assert all(tools.values())
+    assert body["transformTypes"] == ["filter", "map", "aggregate", "window", "batch"]
+    assert body["destinationTypes"] == ["analytics", "database", "notification", "webhook"]
 
 
 @pytest.mark.parametrize("body", BODIES, ids=[b["name"] or "empty" for b in BODIES])

@@ -9,10 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.exceptions import RequestValidationError
+from hypothesis import given
+from hypothesis import strategies as st
 
-from deeployd.pipelines.config import validate_pipeline_body
+from deeployd.errors import Invalid
+from deeployd.models.pipeline import PipelineStatus
+from deeployd.pipelines import health
+from deeployd.pipelines.config import config_errors, validate_pipeline_body
+from deeployd.pipelines.destinations import DESTINATIONS, ConfigError
 from deeployd.pipelines.signing import signed_headers
+from deeployd.pipelines.transforms import TRANSFORMS
 from deeployd.services import Services
 from tests.conftest import Org, RunningApi, make_org
 from tests.pipeline_helpers import auth, create_table, query
@@ -300,9 +306,80 @@ async def test_another_organisations_pipeline_is_404_everywhere(
 async def test_private_destination_urls_are_refused_unless_allowed() -> None:
     body = pipeline_body(destination={"type": "webhook", "config": {"url": "http://127.0.0.1/x"}})
     body["options"] = {}
-    with pytest.raises(RequestValidationError) as refused:
+    with pytest.raises(Invalid) as refused:
         await validate_pipeline_body(body, "org_x", None, allow_private_urls=False)
-    [error] = refused.value.errors()
-    assert error["loc"] == ("body", "destination", "config", "url")
-    assert "non-public address 127.0.0.1" in error["msg"]
+    [error] = refused.value.errors
+    assert error.loc == ("body", "destination", "config", "url")
+    assert "non-public address 127.0.0.1" in error.msg
     await validate_pipeline_body(body, "org_x", None, allow_private_urls=True)
+
+
+def test_unknown_plugin_types_list_exactly_what_the_registries_hold() -> None:
+    body = pipeline_body(
+        transforms=[{"type": "teleport", "config": {}}],
+        destination={"type": "carrier_pigeon", "config": {}},
+    )
+    errors = {e.loc: e.msg for e in config_errors(body)}
+    assert errors[("body", "transforms", 0, "type")].endswith(
+        "expected one of: " + ", ".join(TRANSFORMS.names())
+    )
+    assert errors[("body", "destination", "type")] == (
+        "unknown destination type 'carrier_pigeon'; one of " + ", ".join(sorted(DESTINATIONS))
+    )
+    assert {"filter", "map", "aggregate", "window", "batch"} == set(TRANSFORMS)
+    assert {"webhook", "database", "analytics", "notification"} == set(DESTINATIONS)
+
+
+def test_a_config_error_is_a_located_domain_refusal() -> None:
+    err = ConfigError(("config", "url"), "is required")
+    assert isinstance(err, Invalid)
+    assert str(err) == "config.url: is required"
+    located = err.with_prefix("body", "destination")
+    assert isinstance(located, ConfigError)
+    assert [(e.loc, e.msg) for e in located.errors] == [
+        (("body", "destination", "config", "url"), "is required")
+    ]
+
+
+_METRICS = st.fixed_dictionaries(
+    {
+        "backpressure": st.floats(min_value=0, max_value=1),
+        "lastErrorAt": st.one_of(st.none(), st.integers(min_value=0, max_value=10**13)),
+        "lastError": st.one_of(st.none(), st.text(max_size=20)),
+    }
+)
+
+
+_HEALTH_INPUTS = st.fixed_dictionaries(
+    {
+        "status": st.sampled_from(list(PipelineStatus)),
+        "error": st.one_of(st.none(), st.text(max_size=20)),
+        "workflow_missing": st.booleans(),
+        "metrics": _METRICS,
+        "waiting_dead_letters": st.integers(min_value=0, max_value=10**6),
+        "now_ms": st.integers(min_value=0, max_value=10**13),
+    }
+)
+
+
+@given(_HEALTH_INPUTS)
+def test_health_is_unhealthy_exactly_when_a_hard_rule_holds(case: dict[str, Any]) -> None:
+    verdict = health.assess(**case)
+    status, metrics, waiting = case["status"], case["metrics"], case["waiting_dead_letters"]
+    hard = (
+        status == PipelineStatus.failed or case["workflow_missing"] or metrics["backpressure"] >= 1
+    )
+    recent_error = (
+        bool(metrics["lastErrorAt"]) and case["now_ms"] - metrics["lastErrorAt"] < 300_000
+    )
+    soft = (
+        0.8 <= metrics["backpressure"] < 1
+        or recent_error
+        or waiting > 0
+        or status == PipelineStatus.paused
+    )
+    expected = "unhealthy" if hard else "degraded" if soft else "healthy"
+    assert verdict.status == expected
+    assert (verdict.reasons == []) == (expected == "healthy")
+    if waiting:
+        assert f"{waiting} dead letter(s) waiting for replay" in verdict.reasons

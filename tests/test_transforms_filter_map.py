@@ -258,11 +258,14 @@ def test_map_unknown_function_error_matches_docs_format() -> None:
     assert err.loc == ("transforms", 1, "config", "expression", "fullName")
     assert err.msg == "unknown function 'concatt'"
     assert str(err) == "transforms[1].config.expression.fullName: unknown function 'concatt'"
-    assert err.to_error_dict() == {
-        "loc": ("body", "transforms", 1, "config", "expression", "fullName"),
-        "msg": "unknown function 'concatt'",
-        "type": "value_error",
-    }
+    assert err.with_prefix("body").errors[0].loc == (
+        "body",
+        "transforms",
+        1,
+        "config",
+        "expression",
+        "fullName",
+    )
 
 
 @pytest.mark.parametrize(

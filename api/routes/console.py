@@ -8,10 +8,12 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.deps import CurrentPrincipal, ServicesDep, SettingsDep
-from api.routes.pipelines import check_pipeline_body
 from deeployd.agents.providers import provider_names
 from deeployd.agents.tools import list_tools
 from deeployd.models.pipeline import PipelineCreate
+from deeployd.pipelines import service as pipelines
+from deeployd.pipelines.destinations import destination_types
+from deeployd.pipelines.transforms import TRANSFORMS
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 
@@ -29,7 +31,8 @@ async def console_root() -> RedirectResponse:
 
 
 @router.get(
-    "/api/console/config", summary="What the console needs: Temporal links, providers, tools"
+    "/api/console/config",
+    summary="What the console needs: Temporal links, providers, tools, pipeline plugin types",
 )
 async def console_config(_: CurrentPrincipal, settings: SettingsDep) -> dict[str, Any]:
     return {
@@ -37,6 +40,9 @@ async def console_config(_: CurrentPrincipal, settings: SettingsDep) -> dict[str
         "temporalNamespace": settings.temporal_namespace,
         "providers": provider_names(),
         "tools": [{"name": tool.name, "description": tool.description} for tool in list_tools()],
+        # The pipeline builder offers exactly what the API accepts.
+        "transformTypes": TRANSFORMS.names(),
+        "destinationTypes": destination_types(),
     }
 
 
@@ -49,8 +55,7 @@ async def validate_pipeline(
     body: PipelineCreate, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:
     """204 when `POST /api/streaming/pipelines` would accept the body; else the same 422."""
-    data = body.model_dump(mode="json", by_alias=True)
-    await check_pipeline_body(services, principal.org_id, data)
+    await pipelines.validate(services, principal.org_id, body)
     return Response(status_code=204)
 
 

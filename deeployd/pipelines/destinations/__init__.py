@@ -1,10 +1,15 @@
 """Built-in destinations register themselves on import; this package imports them all:
-`webhook`, `database`, `analytics` (Segment, Mixpanel, Amplitude, custom) and `notification`."""
+`webhook`, `database`, `analytics` (Segment, Mixpanel, Amplitude, custom) and `notification`.
+
+Adding one: a module with a class having `type`, `validate(config)` and `deliver(ctx, delivery)`
+that calls `register_destination(TheDestination())`, plus its name in the import line below."""
 
 from __future__ import annotations
 
-from deeployd.pipelines.destinations import analytics, database, notification, webhook
+from deeployd.pipelines.destinations import analytics, database, notification, webhook  # noqa: F401
 from deeployd.pipelines.destinations.base import (
+    DESTINATIONS,
+    ChecksAtCreate,
     ConfigError,
     Delivery,
     DeliveryContext,
@@ -18,10 +23,9 @@ from deeployd.pipelines.destinations.base import (
     unstorable_reason,
 )
 
-BUILT_IN = (webhook, database, analytics, notification)
-
 __all__ = [
-    "BUILT_IN",
+    "DESTINATIONS",
+    "ChecksAtCreate",
     "ConfigError",
     "Delivery",
     "DeliveryContext",

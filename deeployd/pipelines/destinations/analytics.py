@@ -34,12 +34,15 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from deeployd.netguard import UnsafeURLError, check_outbound_url, check_url_syntax
+from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.pipelines.destinations.base import (
     ConfigError,
+    ConfiguredDestination,
     Delivery,
     DeliveryContext,
     DeliveryError,
+    check_target_url,
+    choice,
     refuses_content,
     register_destination,
     reject,
@@ -112,14 +115,7 @@ class _Missing(ValueError):
 
 def parse_config(config: dict[str, Any]) -> AnalyticsConfig:
     """Validate a destination config; ConfigError locs are relative to the destination body."""
-    if not isinstance(config, dict):
-        raise ConfigError(("config",), "must be an object")
-    provider = config.get("provider")
-    if provider not in PROVIDERS:
-        raise ConfigError(
-            ("config", "provider"),
-            f"unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}",
-        )
+    choice(config, "provider", PROVIDERS, "provider")
     try:
         parsed = AnalyticsConfig.model_validate(config)
     except ValidationError as exc:
@@ -129,12 +125,7 @@ def parse_config(config: dict[str, Any]) -> AnalyticsConfig:
             raise ConfigError(("config", cause.field), cause.msg) from None
         raise ConfigError(("config", *error["loc"]), error["msg"]) from None
     for name in ("url", "base_url"):
-        value = getattr(parsed, name)
-        if value and "${secrets." not in value:
-            try:
-                check_url_syntax(value)
-            except UnsafeURLError as exc:
-                raise ConfigError(("config", to_camel(name)), str(exc)) from None
+        check_target_url(getattr(parsed, name), ("config", to_camel(name)))
     return parsed
 
 
@@ -570,17 +561,14 @@ async def _pipeline_name(ctx: DeliveryContext) -> str:
     return str(row[0]) if row else ctx.pipeline_id
 
 
-class AnalyticsDestination:
+class AnalyticsDestination(ConfiguredDestination[AnalyticsConfig]):
     type = "analytics"
 
-    def validate(self, config: dict[str, Any]) -> None:
-        parse_config(config)
+    def parse(self, config: dict[str, Any]) -> AnalyticsConfig:
+        return parse_config(config)
 
-    async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None:
-        cfg = parse_config(ctx.config)
-        items = [i for i in delivery.items if i.last_offset > ctx.delivered_through]
-        if not items:
-            return
+    async def send(self, ctx: DeliveryContext, cfg: AnalyticsConfig, delivery: Delivery) -> None:
+        items = delivery.items
         name = ctx.pipeline_id
         if any(
             event_name(cfg, i.value if isinstance(i.value, dict) else {})[0] is None for i in items

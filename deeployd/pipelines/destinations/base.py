@@ -9,29 +9,43 @@ sees references.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import httpx
+
+from deeployd.netguard import UnsafeURLError, check_url_syntax
+from deeployd.pipelines.transforms.errors import ConfigError
+from deeployd.registry import Registry
 
 if TYPE_CHECKING:
     from deeployd.db import Database
     from deeployd.pipelines.transforms import OutItem
     from deeployd.settings import Settings
 
-try:  # the engine owns ConfigError; until it lands, an identical stand-in keeps this importable
-    from deeployd.pipelines.transforms import ConfigError
-except ImportError:  # pragma: no cover - only before the transform engine exists
-    try:
-        from deeployd.pipelines.transforms.errors import ConfigError
-    except ImportError:
 
-        class ConfigError(ValueError):  # type: ignore[no-redef]
-            def __init__(self, loc: tuple[str | int, ...], msg: str) -> None:
-                super().__init__(msg)
-                self.loc = tuple(loc)
-                self.msg = msg
+def choice(config: Any, key: str, choices: Sequence[str], what: str) -> str:
+    """The destination config's `key`, which must be one of `choices` (it selects the rest of
+    the schema, so it is checked first)."""
+    if not isinstance(config, dict):
+        raise ConfigError(("config",), "must be an object")
+    value = config.get(key)
+    if value not in choices:
+        raise ConfigError(
+            ("config", key), f"unknown {what} {value!r}; expected one of {', '.join(choices)}"
+        )
+    return str(value)
+
+
+def check_target_url(url: str | None, loc: Sequence[str | int]) -> None:
+    """The syntax of a target URL written in the config (a secret reference is checked once
+    resolved, in the worker)."""
+    if url and "${secrets." not in url:
+        try:
+            check_url_syntax(url)
+        except UnsafeURLError as exc:
+            raise ConfigError(loc, str(exc)) from None
 
 
 @dataclass
@@ -45,9 +59,6 @@ class DeliveryContext:
     # Optional: a destination that delivers in several requests calls this for each item the
     # receiver confirmed (any order); a retried attempt then skips the confirmed prefix.
     progress: Callable[[OutItem], None] | None = None
-    # Kept for compatibility, always 0: the caller itself now leaves out outputs an earlier
-    # attempt delivered (it checks they are the same outputs), so `deliver` gets only new ones.
-    delivered_through: int = 0
 
 
 @dataclass
@@ -126,36 +137,55 @@ class Destination(Protocol):
     async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None: ...
 
 
-_REGISTRY: dict[str, Destination] = {}
+@runtime_checkable
+class ChecksAtCreate(Protocol):
+    """A destination that also checks its config against the world when a pipeline is created
+    or updated (a table exists...): `check` raises ConfigError located in the destination body."""
+
+    async def check(self, db: Database, org_id: str, config: dict[str, Any]) -> None: ...
+
+
+C = TypeVar("C")
+
+
+class ConfiguredDestination(Generic[C]):
+    """A destination whose config parses into one object (`parse`, raising ConfigError):
+    `validate` parses the config as written, `deliver` parses the resolved one and `send`s a
+    non-empty batch with it."""
+
+    type: str
+
+    def parse(self, config: dict[str, Any]) -> C:
+        raise NotImplementedError
+
+    def validate(self, config: dict[str, Any]) -> None:
+        self.parse(config)
+
+    async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None:
+        cfg = self.parse(ctx.config)
+        if delivery.items:
+            await self.send(ctx, cfg, delivery)
+
+    async def send(self, ctx: DeliveryContext, cfg: C, delivery: Delivery) -> None:
+        raise NotImplementedError
+
+
+# Every destination type, by the name used in a pipeline body's `destination.type`. A destination
+# module registers one instance with `register_destination`; the package imports the built-ins.
+DESTINATIONS: Registry[Destination] = Registry("destination")
 
 
 def register_destination(dest: Destination) -> None:
-    _REGISTRY[dest.type] = dest
+    DESTINATIONS.add(dest.type, dest)
 
 
 def get_destination(type: str) -> Destination:
     """The destination registered under `type`; KeyError if none."""
-    from deeployd.pipelines import destinations  # noqa: F401  (registers the built-ins)
-
-    return _REGISTRY[type]
+    dest = DESTINATIONS.find(type)
+    if dest is None:
+        raise KeyError(type)
+    return dest
 
 
 def destination_types() -> list[str]:
-    from deeployd.pipelines import destinations  # noqa: F401
-
-    return sorted(_REGISTRY)
-
-
-__all__ = [
-    "ConfigError",
-    "Delivery",
-    "DeliveryContext",
-    "DeliveryError",
-    "Destination",
-    "destination_types",
-    "get_destination",
-    "refuses_content",
-    "register_destination",
-    "reject",
-    "unstorable_reason",
-]
+    return sorted(DESTINATIONS.names())

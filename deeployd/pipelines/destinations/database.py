@@ -45,6 +45,7 @@ from deeployd.pipelines.destinations.webhook import validate_retry_policy
 from deeployd.secretstore import SECRET_REF
 
 if TYPE_CHECKING:
+    from deeployd.db import Database
     from deeployd.pipelines.transforms import OutItem
 
 OPERATIONS = ("insert", "upsert", "update")
@@ -276,6 +277,16 @@ class DatabaseDestination:
                     raise ConfigError(("config", "conflictFields", index), "not a column name")
         _validate_declared_table(config)
         validate_retry_policy(config)
+
+    async def check(self, db: Database, org_id: str, config: dict[str, Any]) -> None:
+        """At create/update time, a table in the platform database is checked (and created
+        when `createTable` asks); other databases are checked in the worker."""
+        if config.get("connection"):
+            return
+        async with db.pool.connection() as conn:
+            if config.get("createTable"):
+                await create_declared_table(conn, config, org_id)
+            await check_against_table(conn, config, org_id)
 
     async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None:
         if not delivery.items:

@@ -25,13 +25,16 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from deeployd.netguard import UnsafeURLError, check_outbound_url, check_url_syntax
+from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.pipelines.destinations.analytics import lookup, retry_after
 from deeployd.pipelines.destinations.base import (
     ConfigError,
+    ConfiguredDestination,
     Delivery,
     DeliveryContext,
     DeliveryError,
+    check_target_url,
+    choice,
     refuses_content,
     register_destination,
     reject,
@@ -69,14 +72,7 @@ class NotificationConfig(BaseModel):
 
 
 def parse_config(config: dict[str, Any]) -> NotificationConfig:
-    if not isinstance(config, dict):
-        raise ConfigError(("config",), "must be an object")
-    channel = config.get("channel")
-    if channel not in CHANNELS:
-        raise ConfigError(
-            ("config", "channel"),
-            f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}",
-        )
+    channel = choice(config, "channel", CHANNELS, "channel")
     try:
         parsed = NotificationConfig.model_validate(config)
     except ValidationError as exc:
@@ -85,14 +81,7 @@ def parse_config(config: dict[str, Any]) -> NotificationConfig:
         if not loc:  # the model validator: name the field that is missing
             loc = ("webhook",) if channel == "slack" else ("url",)
         raise ConfigError(("config", *loc), error["msg"].removeprefix("Value error, ")) from None
-    target = parsed.target
-    if "${secrets." not in target:
-        try:
-            check_url_syntax(target)
-        except UnsafeURLError as exc:
-            raise ConfigError(
-                ("config", "webhook" if channel == "slack" else "url"), str(exc)
-            ) from None
+    check_target_url(parsed.target, ("config", "webhook" if channel == "slack" else "url"))
     return parsed
 
 
@@ -152,17 +141,14 @@ def pack(lines: list[str], max_messages: int) -> list[tuple[int, int]]:
     return ranges
 
 
-class NotificationDestination:
+class NotificationDestination(ConfiguredDestination[NotificationConfig]):
     type = "notification"
 
-    def validate(self, config: dict[str, Any]) -> None:
-        parse_config(config)
+    def parse(self, config: dict[str, Any]) -> NotificationConfig:
+        return parse_config(config)
 
-    async def deliver(self, ctx: DeliveryContext, delivery: Delivery) -> None:
-        cfg = parse_config(ctx.config)
-        items = [i for i in delivery.items if i.last_offset > ctx.delivered_through]
-        if not items:
-            return
+    async def send(self, ctx: DeliveryContext, cfg: NotificationConfig, delivery: Delivery) -> None:
+        items = delivery.items
         slack = cfg.channel == "slack"
         lines = [
             _clip(

@@ -20,7 +20,7 @@ from pydantic import Field
 from .aggs import Aggregations, AggregationsMixin
 from .configs import validate_config
 from .errors import StepError
-from .model import OutItem, Record, RunCtx, Step, span
+from .model import TRANSFORMS, OutItem, Record, RunCtx, Step, span
 
 DEFAULT_MAX_GROUPS = 10_000
 MAX_GROUPS_LIMIT = 100_000
@@ -47,6 +47,7 @@ class _Span:
             self.ingest = ingest
 
 
+@TRANSFORMS.register("aggregate")
 class AggregateStep(Step):
     def __init__(self, index: int, raw: Any, upstream: str | None = None) -> None:
         self.index = index

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from .configs import StrictConfig, validate_config
-from .model import OutItem, Record, RunCtx, Step, span
+from .model import TRANSFORMS, OutItem, Record, RunCtx, Step, span
 
 MAX_BATCH_SIZE = 10_000
 MAX_TIMEOUT_MS = 24 * 3600 * 1000
@@ -24,10 +24,12 @@ class BatchConfig(StrictConfig):
     timeout: int = Field(default=5000, ge=1, le=MAX_TIMEOUT_MS)
 
 
+@TRANSFORMS.register("batch")
 class BatchStep(Step):
     stateful = True
+    groups_records = True
 
-    def __init__(self, index: int, raw: Any) -> None:
+    def __init__(self, index: int, raw: Any, upstream: str | None = None) -> None:
         self.index = index
         self.config = validate_config(BatchConfig, raw, ("transforms", index, "config"))
         self.size = self.config.size

@@ -9,25 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ConfigError
-from .model import ChainOutput, ChainState, Item, OutItem, Record, RunCtx, Step
+from .model import TRANSFORMS, ChainOutput, ChainState, Item, OutItem, Record, RunCtx, Step
 
 MAX_STEPS = 50
-
-
-def _step_types() -> dict[str, Any]:
-    from .aggregate import AggregateStep
-    from .batch import BatchStep
-    from .filter import FilterStep
-    from .map import MapStep
-    from .window import WindowStep
-
-    return {
-        "filter": FilterStep,
-        "map": MapStep,
-        "aggregate": AggregateStep,
-        "window": WindowStep,
-        "batch": BatchStep,
-    }
 
 
 def compile_chain(transforms: list[dict]) -> TransformChain:
@@ -38,7 +22,6 @@ def compile_chain(transforms: list[dict]) -> TransformChain:
         raise ConfigError(("transforms",), "must be a list of transforms")
     if len(transforms) > MAX_STEPS:
         raise ConfigError(("transforms",), f"at most {MAX_STEPS} transforms")
-    types = _step_types()
     steps: list[Step] = []
     upstream: str | None = None  # nearest window/batch step before the current one
     for i, spec in enumerate(transforms):
@@ -49,20 +32,16 @@ def compile_chain(transforms: list[dict]) -> TransformChain:
         if extra:
             raise ConfigError((*loc, extra[0]), "unknown setting")
         kind = spec.get("type")
-        if not isinstance(kind, str) or kind not in types:
+        step_type = TRANSFORMS.find(kind) if isinstance(kind, str) else None
+        if step_type is None:
             raise ConfigError(
                 (*loc, "type"),
-                f"unknown transform type {kind!r}; expected one of: {', '.join(types)}",
+                f"unknown transform type {kind!r}; expected one of: {', '.join(TRANSFORMS)}",
             )
         if "config" not in spec:
             raise ConfigError((*loc, "config"), "Field required")
-        if kind == "aggregate":
-            step = types[kind](i, spec["config"], upstream=upstream)
-        else:
-            step = types[kind](i, spec["config"])
-        if kind == "window":
-            step.after_stateful = upstream is not None
-        if kind in ("window", "batch"):
+        step = step_type(i, spec["config"], upstream=upstream)
+        if step.groups_records:
             upstream = kind
         steps.append(step)
     return TransformChain(steps)

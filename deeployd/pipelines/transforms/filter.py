@@ -22,7 +22,7 @@ import re2
 from .configs import StrictConfig, validate_config
 from .errors import ConfigError
 from .expressions import is_number, values_equal
-from .model import Record, RunCtx, Step
+from .model import TRANSFORMS, Record, RunCtx, Step
 from .paths import make_getter, split_path
 
 OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "contains", "in", "regex")
@@ -184,8 +184,9 @@ def build_predicate(op: str, value: Any, loc: tuple[str | int, ...]) -> Predicat
     )
 
 
+@TRANSFORMS.register("filter")
 class FilterStep(Step):
-    def __init__(self, index: int, raw: Any) -> None:
+    def __init__(self, index: int, raw: Any, upstream: str | None = None) -> None:
         self.index = index
         loc = ("transforms", index, "config")
         cfg = validate_config(FilterConfig, raw, loc)

@@ -16,7 +16,7 @@ from pydantic import Field
 from .configs import StrictConfig, validate_config
 from .errors import ConfigError, StepError
 from .expressions import Compiled, EvalEnv, ExpressionError, compile_expression, parse
-from .model import Record, RunCtx, Step
+from .model import TRANSFORMS, Record, RunCtx, Step
 from .paths import check_output_names, set_path, split_path
 
 MAX_FIELDS = 500
@@ -38,8 +38,9 @@ def compile_field(text: Any, loc: tuple[str | int, ...]) -> Compiled:
         raise ConfigError(loc, exc.msg) from None
 
 
+@TRANSFORMS.register("map")
 class MapStep(Step):
-    def __init__(self, index: int, raw: Any) -> None:
+    def __init__(self, index: int, raw: Any, upstream: str | None = None) -> None:
         self.index = index
         loc = ("transforms", index, "config")
         cfg = validate_config(MapConfig, raw, loc)

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from deeployd.registry import Registry
+
 from .expressions import EvalEnv
 
 
@@ -92,7 +94,14 @@ class Step:
     """One compiled transform. Stateless steps only implement `process`."""
 
     stateful = False
+    # Window and batch steps group records: an aggregate after one aggregates per group.
+    groups_records = False
     index: int = 0
+
+    def __init__(self, index: int, raw: Any, upstream: str | None = None) -> None:
+        """`raw` is the transform's `config`; `upstream` the type of the nearest step before
+        this one that groups records (window, batch), if any. Raises ConfigError."""
+        self.index = index
 
     def initial(self) -> Any:
         return None
@@ -121,3 +130,8 @@ class Step:
 
     def deadline(self, st: Any) -> int | None:
         return None
+
+
+# Every transform type, by the name used in a pipeline body's `transforms[i].type`. A transform
+# module registers its Step class with `@TRANSFORMS.register("name")`; the package imports them.
+TRANSFORMS: Registry[type[Step]] = Registry("transform")

@@ -24,7 +24,7 @@ from .aggs import AggregationConfig, Aggregations, AggregationsMixin
 from .configs import validate_config
 from .errors import ConfigError, StepError
 from .expressions import datetime_ms, iso_ms
-from .model import OutItem, Record, RunCtx, Step, as_item, span
+from .model import TRANSFORMS, OutItem, Record, RunCtx, Step, as_item, span
 from .paths import make_getter, split_path
 
 TYPES = ("tumbling", "sliding", "session")
@@ -77,12 +77,15 @@ def parse_time(v: Any) -> int | None:
     return ms
 
 
+@TRANSFORMS.register("window")
 class WindowStep(Step):
     stateful = True
-    after_stateful = False  # set by compile_chain: a window/batch step comes before this one
+    groups_records = True
+    after_stateful = False  # a window/batch step comes before this one
 
-    def __init__(self, index: int, raw: Any) -> None:
+    def __init__(self, index: int, raw: Any, upstream: str | None = None) -> None:
         self.index = index
+        self.after_stateful = upstream is not None
         loc = ("transforms", index, "config")
         self.config = cfg = validate_config(WindowConfig, raw, loc)
         if cfg.type not in TYPES:
