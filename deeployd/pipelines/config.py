@@ -9,7 +9,6 @@ table) is also checked against the world. All errors become one `Invalid` (422) 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from deeployd import netguard
@@ -25,24 +24,6 @@ from deeployd.pipelines.transforms import compile_chain
 from deeployd.secretstore import SECRET_REF
 
 
-def register_source_validator(source_type: str, fn: Callable[[dict[str, Any]], None]) -> None:
-    """Compatibility no-op for the sources package's old registration call: `validate_source`
-    finds every source's validator itself."""
-
-
-def _check_webhook_source(source: dict[str, Any]) -> None:
-    """Compatibility until the sources package validates `webhook` bodies itself."""
-    for key in source:
-        if key not in ("type", "secret"):
-            raise ConfigError(("source", key), "unknown field")
-    secret = source.get("secret")
-    if secret is not None and (not isinstance(secret, str) or not SECRET_REF.fullmatch(secret)):
-        raise ConfigError(
-            ("source", "secret"),
-            "must be a secret reference like ${secrets.NAME} (store the value via /api/secrets)",
-        )
-
-
 def config_errors(body: dict[str, Any]) -> list[FieldError]:
     """Every semantic error of a pipeline body (camelCase dict), located from the request root."""
     errors: list[FieldError] = []
@@ -52,8 +33,6 @@ def config_errors(body: dict[str, Any]) -> list[FieldError]:
 
     try:
         validate_source(body["source"])
-        if body["source"].get("type") == "webhook":
-            _check_webhook_source(body["source"])
     except ConfigError as exc:
         add((), exc)
     try:
