@@ -4,7 +4,7 @@
   `route_sources` activity, keeping the event-log cursor as its state, and continues-as-new every
   `passes_per_run` activities so its history stays small (~6 events per pass). A pass's retries
   are bounded (~5 minutes, e.g. a database outage): when they run out, the failed activity and its
-  error stay visible in the history, the router waits a minute and continues-as-new from the same
+  error stay visible in the history, the router waits 10 s and continues-as-new from the same
   cursor — no event is skipped and no failure is retried without bound.
 - `PipelineScheduleTickWorkflow`: started by a pipeline's Temporal Schedule on every tick.
 """
@@ -32,7 +32,7 @@ SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 # Every pass heartbeats (at least once a second when idle), so a dead worker is noticed within
 # seconds and the pass resumes on another from its cursor. 30 attempts ~ 5 minutes.
 BOUNDED_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=30)
-FAILED_PASS_PAUSE = timedelta(minutes=1)
+FAILED_PASS_PAUSE = timedelta(seconds=10)
 
 
 @workflow.defn(name=contract.SOURCE_ROUTER_WORKFLOW)
