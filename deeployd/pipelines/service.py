@@ -27,7 +27,7 @@ from deeployd.models.pipeline import (
     PipelinePublic,
     PipelineStatus,
 )
-from deeployd.pipelines import control, health, store
+from deeployd.pipelines import contract, control, health, store
 from deeployd.pipelines.config import validate_pipeline_body
 from deeployd.pipelines.errors import PipelineNotFound
 from deeployd.pipelines.ingest import (
@@ -42,7 +42,7 @@ from deeployd.pipelines.sources import lifecycle as source_hooks
 from deeployd.secretstore import MissingSecretError, SecretStore
 from deeployd.services import Services
 
-ACTIVE = (PipelineStatus.running, PipelineStatus.paused)
+ACTIVE = contract.ACTIVE_STATUSES
 
 Loc = tuple[str | int, ...]
 
@@ -151,7 +151,7 @@ async def update(
     )
     if row.status in ACTIVE:
         try:
-            await control.handle(client, row.id).signal("config_updated")
+            await control.config_updated(client, row.id)
         except Exception:  # the activity reads the new config anyway; the signal only wakes it
             pass
     await services.publisher.publish(
@@ -169,7 +169,7 @@ async def delete(services: Services, client: TemporalClient, org_id: str, pipeli
     async with services.db.session() as session:
         row = await _get(session, org_id, pipeline_id)
         if await control.workflow_running(client, row.id):
-            await control.handle(client, row.id).terminate("pipeline deleted")
+            await control.terminate(client, row.id, "pipeline deleted")
         await source_hooks.on_pipeline_deleted(services, row.org_id, row.id, row.source)
         await store.delete_pipeline(session, row)
 
@@ -229,7 +229,7 @@ async def _set_paused(
             # The row first: a batch waiting for items re-checks it, so nothing ingested after
             # this call is delivered until resume.
             await control.set_status(services, row, target, session)
-        await control.handle(client, row.id).signal(action)
+        await (control.pause if paused else control.resume)(client, row.id)
         hook = source_hooks.on_pipeline_paused if paused else source_hooks.on_pipeline_resumed
         await hook(services, row.org_id, row.id, row.source)
         if not paused:
@@ -254,7 +254,7 @@ async def stop(
         if not change:
             return row
         if await control.workflow_running(client, row.id):
-            await control.handle(client, row.id).signal("stop")
+            await control.stop(client, row.id)
             if not await control.wait_finished(client, row.id):
                 # Still flushing: the workflow records `stopped` itself when it completes.
                 await store.reload(session, row)
@@ -444,7 +444,7 @@ async def create_checkpoint(
         row = await _get(session, org_id, pipeline_id)
         result: dict[str, Any]
         if row.status in ACTIVE and await control.workflow_running(client, row.id):
-            result = await control.handle(client, row.id).execute_update("create_checkpoint")
+            result = (await control.create_checkpoint(client, row.id)).model_dump()
         else:
             state = await _inline_state(session, control.saved_state(row))
             ckpt = PipelineCheckpoint(
@@ -497,7 +497,7 @@ async def restore_checkpoint(
                 ref = await store.add_chain_state(session, row.org_id, row.id, restored.chain_state)
                 restored.chain_state, restored.chain_state_ref = None, ref
         if row.status in ACTIVE and await control.workflow_running(client, row.id):
-            await control.handle(client, row.id).execute_update("restore", restored)
+            await control.restore(client, row.id, restored)
         row.state = restored.model_dump(mode="json")
         row.committed_offset = restored.committed_offset
         row.updated_at = utcnow()
@@ -547,11 +547,5 @@ async def replay_dead_letters(
     row = await get(services, org_id, pipeline_id)
     if row.status not in ACTIVE or not await control.workflow_running(client, row.id):
         raise Conflict("start the pipeline to replay its dead letters")
-    result = await control.handle(client, row.id).execute_update("replay_dead_letters")
-    data = result if isinstance(result, dict) else result.model_dump()
-    return {
-        "redelivered": data.get("redelivered", 0),
-        "reingested": data.get("reingested", 0),
-        "failed": data.get("failed", 0),
-        "error": data.get("error"),
-    }
+    result = await control.replay_dead_letters(client, row.id)
+    return result.model_dump()
