@@ -16,92 +16,47 @@ from typing import Any
 import httpx
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agent_runs import (
-    AgentRunActivities,
-    CallModelInput,
-    ClaimRunInput,
-    ExecuteToolInput,
-    FinishRunInput,
-    ModelTurn,
-    RunRef,
-    SetStatusInput,
-    ToolOutcome,
-)
+from activities.agent_runs import AgentRunActivities
+from deeployd.a2a import contract, store
 from deeployd.a2a import events as tev
-from deeployd.a2a import store
 from deeployd.a2a.chunks import ANSWER_ARTIFACT_NAME, ArtifactChunker, TeePublisher
+from deeployd.a2a.contract import (
+    BeginTaskInput,
+    ModelTurnInput,
+    PushInput,
+    SetStateInput,
+    StateResult,
+    TaskPlan,
+    TaskRef,
+    ToolCallInput,
+)
 from deeployd.a2a.tools import ASK_USER
+from deeployd.agents import contract as runs
+from deeployd.agents.contract import ClaimRunInput, ModelTurn, RunRef, ToolOutcome
 from deeployd.eventlog import EventFilter, read_events
 from deeployd.ids import new_id
-from deeployd.models.a2a import TERMINAL_STATES
 from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.services import Services
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "A2AActivities",
+    "BeginTaskInput",
+    "ModelTurnInput",
+    "PushInput",
+    "SetStateInput",
+    "StateResult",
+    "TaskPlan",
+    "TaskRef",
+    "ToolCallInput",
+]
+
 PUSH_TIMEOUT_S = 10.0
 PUSH_BATCH = 500
-
-
-class TaskRef(BaseModel):
-    task_id: str
-    org_id: str
-    agent_id: str
-    context_id: str
-
-
-class BeginTaskInput(BaseModel):
-    task: TaskRef
-
-
-class TaskPlan(BaseModel):
-    rejected: bool = False
-    reason: str | None = None
-    run: RunRef | None = None
-    claimed: bool = False  # the run holds its conversation (else: claim again later)
-    approval_required: list[str] = []
-    has_push: bool = False
-
-
-class ModelTurnInput(BaseModel):
-    task: TaskRef
-    call: CallModelInput
-    artifact_id: str
-    answer_started: bool  # a chunk of the answer artifact was already published
-
-
-class ToolCallInput(BaseModel):
-    task: TaskRef
-    call: ExecuteToolInput
-
-
-class SetStateInput(BaseModel):
-    task: TaskRef
-    state: str
-    agent_text: str | None = None  # the agent's message for this status (e.g. its question)
-    user_message: dict[str, Any] | None = None  # a caller's follow-up (A2A Message JSON)
-    error: str | None = None
-    # On completion: the whole answer artifact, published as the last chunk and stored.
-    answer: str | None = None
-    artifact_id: str | None = None
-    # The agent run's own bookkeeping, done in the same activity after the task's update:
-    run_status: SetStatusInput | None = None  # running <-> input-required
-    finish_run: FinishRunInput | None = None  # the run ends (before the task's final state)
-
-
-class StateResult(BaseModel):
-    has_push: bool
-    changed: bool
-    already_ended: bool = False  # the task had ended before: nothing was written
-
-
-class PushInput(BaseModel):
-    task: TaskRef
-    after: int
 
 
 class A2AActivities:
@@ -123,7 +78,7 @@ class A2AActivities:
 
     # --- set-up -------------------------------------------------------------------------------
 
-    @activity.defn(name="a2a_begin_task")
+    @activity.defn(name=contract.BEGIN_TASK)
     async def begin_task(self, request: BeginTaskInput) -> TaskPlan:
         """Create the task's conversation, run and user message (once), and move to working."""
         ref = request.task
@@ -218,11 +173,11 @@ class A2AActivities:
 
     # --- the agent's work ---------------------------------------------------------------------
 
-    @activity.defn(name="a2a_model_turn")
+    @activity.defn(name=contract.MODEL_TURN)
     async def model_turn(self, request: ModelTurnInput) -> ModelTurn:
         """One model call of the run, its tokens also streamed as chunks of the answer artifact."""
         ref = request.task
-        run_stream = f"run:{request.call.run.run_id}"
+        run_stream = runs.run_stream(request.call.run.run_id)
         chunker = ArtifactChunker(
             self._services.publisher,
             org_id=ref.org_id,
@@ -244,12 +199,12 @@ class A2AActivities:
             chunker.flush()
             await self._services.publisher.flush()
 
-    @activity.defn(name="a2a_tool_call")
+    @activity.defn(name=contract.TOOL_CALL)
     async def tool_call(self, request: ToolCallInput) -> ToolOutcome:
         """Run one tool through the agent-run activity; its result becomes a data artifact."""
         ref = request.task
         call = request.call.call
-        run_stream = f"run:{request.call.run.run_id}"
+        run_stream = runs.run_stream(request.call.run.run_id)
         publisher = self._services.publisher
 
         def on_event(event_type: str, data: dict[str, Any]) -> None:
@@ -288,7 +243,7 @@ class A2AActivities:
 
     # --- state --------------------------------------------------------------------------------
 
-    @activity.defn(name="a2a_set_state")
+    @activity.defn(name=contract.SET_STATE)
     async def set_state(self, request: SetStateInput) -> StateResult:
         """Move the task's state (and the run's status, or end the run, alongside).
 
@@ -298,7 +253,7 @@ class A2AActivities:
         """
         ref = request.task
         row = await store.get_task(self._pool, ref.org_id, ref.task_id)
-        if row is not None and row["state"] in TERMINAL_STATES:
+        if row is not None and row["state"] in contract.TERMINAL_STATES:
             return StateResult(has_push=False, changed=False, already_ended=True)
         if request.finish_run is not None:
             await self._runs.finish_run(request.finish_run)
@@ -337,7 +292,7 @@ class A2AActivities:
             # A retry of an activity whose update already happened: nothing to publish twice.
             configs = await store.push_configs(pool, ref.org_id, ref.task_id)
             return StateResult(has_push=bool(configs), changed=False)
-        if before["state"] in ("completed", "failed", "canceled", "rejected"):
+        if before["state"] in contract.TERMINAL_STATES:
             return StateResult(has_push=False, changed=False, already_ended=True)
         agent_message = None
         if agent_text is not None:
@@ -407,7 +362,7 @@ class A2AActivities:
 
     # --- push notifications ------------------------------------------------------------------
 
-    @activity.defn(name="a2a_push_notify")
+    @activity.defn(name=contract.PUSH_NOTIFY)
     async def push_notify(self, request: PushInput) -> int:
         """POST every task event after `after` to each registered config; returns the new cursor.
 

@@ -13,16 +13,30 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator
-from typing import Any, Literal, cast
+from typing import Any, cast
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from deeployd.agents import contract, store
 from deeployd.agents import events as ev
-from deeployd.agents import store
 from deeployd.agents.alerts import evaluate_org_rules, orgs_with_windowed_rules
 from deeployd.agents.cancellation import CancelWatcher
+from deeployd.agents.contract import (
+    MAX_INLINE_TEXT,
+    CallModelInput,
+    ClaimRunInput,
+    ExecuteToolInput,
+    FinishResult,
+    FinishRunInput,
+    ModelTurn,
+    RunPlan,
+    RunRef,
+    SetStatusInput,
+    SweepAlertsInput,
+    ToolOutcome,
+    UsageTotals,
+)
 from deeployd.agents.pricing import Pricing, cost_usd
 from deeployd.agents.providers import (
     ChatMessage,
@@ -39,7 +53,6 @@ from deeployd.agents.providers import (
     is_platform_endpoint,
 )
 from deeployd.agents.providers.base import estimate_tokens
-from deeployd.agents.service import TERMINAL
 from deeployd.agents.turns import turn_separator
 from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.secretstore import MissingSecretError, SecretStore
@@ -47,13 +60,29 @@ from deeployd.services import Services
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "MAX_INLINE_TEXT",
+    "AgentRunActivities",
+    "CallModelInput",
+    "ClaimRunInput",
+    "ExecuteToolInput",
+    "FinishResult",
+    "FinishRunInput",
+    "ModelTurn",
+    "RunPlan",
+    "RunRef",
+    "SetStatusInput",
+    "SweepAlertsInput",
+    "ToolOutcome",
+    "UsageTotals",
+]
+
 # `run:progress` goes out at most this often per run (the Command Center is a dashboard, not a
 # token stream).
 PROGRESS_INTERVAL_S = 0.25
 # A model call heartbeats this often from a side task, so a slow first token never looks like
 # a dead worker, and cancellation reaches the activity at the next heartbeat response.
 HEARTBEAT_INTERVAL_S = 0.5
-_TERMINAL = ("completed", "failed", "cancelled")
 # After a cancel notice, how long the activity waits for Temporal's own cancellation.
 CANCEL_GRACE_S = 30.0
 # Bounded buffers: at most this many of a run's tokens wait for the event log at once (a slow
@@ -61,92 +90,6 @@ CANCEL_GRACE_S = 30.0
 MAX_TOKENS_IN_FLIGHT = 1000
 # ... and an answer longer than this is cut off and the run fails (a runaway stream).
 MAX_ANSWER_CHARS = 2_000_000
-
-
-class RunRef(BaseModel):
-    run_id: str
-    org_id: str
-    agent_id: str
-    conversation_id: str
-
-
-class ClaimRunInput(BaseModel):
-    run: RunRef
-
-
-class RunPlan(BaseModel):
-    claimed: bool
-    status: str
-    agent_name: str = ""
-    approval_required: list[str] = Field(default_factory=list)
-    approval_timeout_ms: int | None = None
-
-
-class UsageTotals(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-
-
-class CallModelInput(BaseModel):
-    run: RunRef
-    turn: int
-    totals: UsageTotals  # before this call; the activity writes totals + this call (idempotent)
-    # Return at most this much of the text (None: all of it). AgentRunWorkflow sets
-    # MAX_INLINE_TEXT and reads the whole answer from the messages table at the end.
-    max_inline_text: int | None = None
-
-
-# AgentRunWorkflow sees at most this much of an answer; the whole text is in the messages table
-# (a long answer must not bloat the workflow history — finish_run reads it from there).
-MAX_INLINE_TEXT = 4000
-
-
-class ModelTurn(BaseModel):
-    text: str  # all of it, or the first `max_inline_text` characters
-    text_chars: int = 0  # the whole text's length
-    # What the stream put before this turn's first token to set it apart from the run's earlier
-    # text ("" for the first turn, or when there was whitespace at the seam already).
-    separator: str = ""
-    tool_calls: list[ToolCall] = Field(default_factory=list)
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
-
-
-class ExecuteToolInput(BaseModel):
-    run: RunRef
-    call: ToolCall
-    decision: Literal["auto", "approved", "rejected", "failed"] = "auto"
-    comment: str | None = None
-
-
-class ToolOutcome(BaseModel):
-    tool_call_id: str
-    ok: bool
-
-
-class SetStatusInput(BaseModel):
-    run: RunRef
-    status: str
-    approval_for: ToolCall | None = None  # moving to input-required: the call awaiting a human
-
-
-class FinishRunInput(BaseModel):
-    run: RunRef
-    status: Literal["completed", "failed", "cancelled"]
-    text: str | None = None
-    final_turn: int | None = None  # the answer is that turn's stored assistant message
-    error: str | None = None
-    error_code: str | None = None
-
-
-class FinishResult(BaseModel):
-    next_run_id: str | None = None
-
-
-class SweepAlertsInput(BaseModel):
-    pass
 
 
 def _non_retryable(message: str, code: str) -> ApplicationError:
@@ -169,7 +112,7 @@ class AgentRunActivities:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=contract.CLAIM_RUN)
     async def claim_run(self, request: ClaimRunInput) -> RunPlan:
         """Take the conversation if it is free (else the run stays queued) and start running."""
         ref = request.run
@@ -206,14 +149,14 @@ class AgentRunActivities:
         plan.status = "running"
         return plan
 
-    @activity.defn
+    @activity.defn(name=contract.SET_STATUS)
     async def set_status(self, request: SetStatusInput) -> None:
         """Move the run's status (running <-> input-required) and tell both streams."""
         ref = request.run
         before = await store.get_run(self._pool, ref.org_id, ref.run_id)
         if before is None:
             raise _non_retryable("the run row is gone", "run_not_found")
-        if before["status"] in TERMINAL:
+        if before["status"] in contract.TERMINAL:
             return  # a late status change (e.g. after a cancel) never reopens an ended run
         row = await store.update_run(self._pool, ref.org_id, ref.run_id, status=request.status)
         if row is None:
@@ -257,7 +200,7 @@ class AgentRunActivities:
             )
         await events.flush()
 
-    @activity.defn
+    @activity.defn(name=contract.FINISH_RUN)
     async def finish_run(self, request: FinishRunInput) -> FinishResult:
         """Record the outcome, end the run's stream, hand the conversation on, evaluate alerts."""
         ref = request.run
@@ -265,7 +208,7 @@ class AgentRunActivities:
         if before is None:
             raise _non_retryable("the run row is gone", "run_not_found")
         events = self._events(ref)
-        if before["status"] not in _TERMINAL:
+        if before["status"] not in contract.TERMINAL:
             text = request.text
             if request.final_turn is not None:
                 text = await store.turn_text(self._pool, ref.org_id, ref.run_id, request.final_turn)
@@ -329,11 +272,11 @@ class AgentRunActivities:
         from temporalio.service import RPCError
 
         try:
-            await client.get_workflow_handle(f"run-{run_id}").signal("proceed")
+            await client.get_workflow_handle(contract.workflow_id(run_id)).signal(contract.PROCEED)
         except RPCError as exc:  # not started yet: its first claim will succeed
             log.info("could not signal run %s: %s", run_id, exc)
 
-    @activity.defn
+    @activity.defn(name=contract.SWEEP_ALERT_RULES)
     async def sweep_alert_rules(self, request: SweepAlertsInput) -> int:
         """Re-evaluate every organisation's windowed rules; returns how many changed state."""
         changed = 0
@@ -343,7 +286,7 @@ class AgentRunActivities:
 
     # --- the model call -----------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=contract.CALL_MODEL)
     async def call_model(self, request: CallModelInput) -> ModelTurn:
         """Stream one model call: tokens to the log as they arrive, the summary to the workflow."""
         ref = request.run
@@ -454,7 +397,7 @@ class AgentRunActivities:
                 # The stream is closed. AgentRunWorkflow (already asked to cancel: the API cancels
                 # before it notifies) treats this error as the cancellation; other callers wait
                 # for Temporal's own cancellation, delivered at the next heartbeat.
-                if activity.info().workflow_type != "AgentRunWorkflow":
+                if activity.info().workflow_type != contract.AGENT_RUN_WORKFLOW:
                     await asyncio.sleep(CANCEL_GRACE_S)
                 raise _non_retryable("the run was cancelled", "cancelled")
         except ProviderError as exc:
@@ -513,7 +456,7 @@ class AgentRunActivities:
             text=text if request.max_inline_text is None else text[: request.max_inline_text],
             separator=separator,
             text_chars=len(text),
-            tool_calls=calls,
+            tool_calls=[contract.ToolCall.model_validate(c) for c in calls],
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             cost=cost,
@@ -580,7 +523,7 @@ class AgentRunActivities:
 
     # --- tools --------------------------------------------------------------------------------
 
-    @activity.defn
+    @activity.defn(name=contract.EXECUTE_TOOL)
     async def execute_tool(self, request: ExecuteToolInput) -> ToolOutcome:
         """Run one tool call (or record why it did not run) and store its result message."""
         from deeployd.agents.tools import ToolContext, ToolError, run_tool
