@@ -137,15 +137,8 @@ class AgentRunActivities:
         )
         if row is None:
             raise _non_retryable("the run row is gone", "run_not_found")
-        events = self._events(ref)
         if previous == "queued":  # first claim (a retry after a crash finds it running already)
-            item = ev.run_item(row)
-            events.command_center(ev.RUN_STARTED, {"run": item})
-            events.command_center(
-                ev.RUN_STATUS_CHANGED,
-                {"status": "running", "previousStatus": previous, "run": item},
-            )
-            await events.flush()
+            await ev.announce_claimed(self._events(ref), row)
         plan.status = "running"
         return plan
 
@@ -185,18 +178,16 @@ class AgentRunActivities:
                 },
             )
         if before["status"] != request.status:
+            approval_for = request.approval_for
             events.command_center(
                 ev.RUN_STATUS_CHANGED,
-                {
-                    "status": request.status,
-                    "previousStatus": before["status"],
-                    "run": ev.run_item(row),
-                    **(
-                        {"toolCallId": request.approval_for.id, "tool": request.approval_for.name}
-                        if request.approval_for
-                        else {}
-                    ),
-                },
+                contract.RunStatusChanged(
+                    status=request.status,
+                    previous_status=before["status"],
+                    run=ev.run_item(row),
+                    tool_call_id=approval_for.id if approval_for else None,
+                    tool=approval_for.name if approval_for else None,
+                ).data(),
             )
         await events.flush()
 
@@ -223,36 +214,9 @@ class AgentRunActivities:
                 completed_at="now()",
             )
             assert row is not None
-            item = ev.run_item(row)
-            usage = item["tokenUsage"]
-            if request.status == "completed":
-                events.chat(ev.DONE, {"usage": usage, "cost": row["cost"]})
-            else:
-                events.chat(
-                    ev.ERROR,
-                    {
-                        "message": request.error or request.status,
-                        "code": request.error_code or request.status,
-                    },
-                )
-            events.command_center(
-                ev.RUN_STATUS_CHANGED,
-                {"status": request.status, "previousStatus": before["status"], "run": item},
+            await ev.announce_end(
+                events, row, before["status"], error=request.error, code=request.error_code
             )
-            if request.status == "completed":
-                events.command_center(
-                    ev.RUN_COMPLETED,
-                    {"result": text, "usage": usage, "cost": row["cost"], "run": item},
-                )
-            elif request.status == "failed":
-                events.command_center(
-                    ev.RUN_ERROR,
-                    {
-                        "error": {"message": request.error, "code": request.error_code},
-                        "run": item,
-                    },
-                )
-            await events.flush()
         next_run = await store.release_conversation(
             self._pool, ref.org_id, ref.conversation_id, ref.run_id
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 # --- statuses ---------------------------------------------------------------------------------
 
@@ -98,7 +99,7 @@ COMMAND_CENTER_TYPES = frozenset(
 class EventPayload(BaseModel):
     """A typed event payload; `data()` is the JSON object the stream carries (camelCase)."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
     def data(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True)
@@ -108,9 +109,9 @@ class RunStatusChanged(EventPayload):
     """`run:status_changed`; `toolCallId`/`tool` only when the run waits for an approval."""
 
     status: str
-    previous_status: str = Field(alias="previousStatus")
+    previous_status: str
     run: dict[str, Any]
-    tool_call_id: str | None = Field(default=None, alias="toolCallId")
+    tool_call_id: str | None = None
     tool: str | None = None
 
     def data(self) -> dict[str, Any]:
