@@ -8,21 +8,19 @@ and a resubscribing client see), then the event (what live readers see).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from typing import Any
 
 import httpx
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.agent_runs import AgentRunActivities
 from deeployd.a2a import contract, store
 from deeployd.a2a import events as tev
-from deeployd.a2a.chunks import ANSWER_ARTIFACT_NAME, ArtifactChunker, TeePublisher
+from deeployd.a2a.chunks import ANSWER_ARTIFACT_NAME, ArtifactChunker
 from deeployd.a2a.contract import (
     BeginTaskInput,
     ModelTurnInput,
@@ -35,6 +33,7 @@ from deeployd.a2a.contract import (
 )
 from deeployd.a2a.tools import ASK_USER
 from deeployd.agents import contract as runs
+from deeployd.agents import store as run_store
 from deeployd.agents.contract import ClaimRunInput, ModelTurn, RunRef, ToolOutcome
 from deeployd.eventlog import EventFilter, read_events
 from deeployd.ids import new_id
@@ -65,12 +64,10 @@ class A2AActivities:
     def __init__(self, services: Services) -> None:
         self._services = services
         self._http: httpx.AsyncClient | None = None
-        # The agent-run activities, run in-process with a publisher that also feeds this
-        # task's artifact chunks (one instance: it holds the worker's cancel listener).
-        self._tee = TeePublisher(services.publisher)
-        self._runs = AgentRunActivities(
-            dataclasses.replace(services, publisher=self._tee)  # type: ignore[arg-type]
-        )
+        # The agent-run activities' work, run in-process: the task's artifacts are fed from the
+        # tokens and tool results they hand over (one instance: it holds the worker's cancel
+        # listener).
+        self._runs = AgentRunActivities(services)
 
     @property
     def _pool(self):  # type: ignore[no-untyped-def]
@@ -130,9 +127,9 @@ class A2AActivities:
                 "ON c.id = t.conversation_id WHERE t.org_id = %s AND t.context_id = %s "
                 "AND t.conversation_id IS NOT NULL AND c.agent_id = %s "
                 "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.conversation_id = c.id "
-                "  AND r.status IN ('queued', 'running', 'input-required')) "
+                "  AND r.status = ANY(%s)) "
                 "ORDER BY t.created_at DESC LIMIT 1",
-                (ref.org_id, ref.context_id, ref.agent_id),
+                (ref.org_id, ref.context_id, ref.agent_id, list(runs.ACTIVE)),
             )
             existing = await cur.fetchone()
             if existing is not None:
@@ -144,25 +141,17 @@ class A2AActivities:
                     "created_at, updated_at) VALUES (%s, %s, %s, %s, 'enqueue', now(), now())",
                     (conversation_id, ref.org_id, ref.agent_id, f"A2A context {ref.context_id}"),
                 )
-            await cur.execute(
-                "INSERT INTO runs (id, org_id, agent_id, agent_name, conversation_id, message_id, "
-                "status, workflow_id, tool_calls, created_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, 'queued', %s, %s, clock_timestamp())",
-                (
-                    run_id,
-                    ref.org_id,
-                    ref.agent_id,
-                    agent["name"],
-                    conversation_id,
-                    message_id,
-                    row["workflow_id"],
-                    Jsonb([]),
-                ),
-            )
-            await cur.execute(
-                "INSERT INTO messages (id, org_id, conversation_id, run_id, role, content, "
-                "tool_calls, created_at) VALUES (%s, %s, %s, %s, 'user', %s, %s, now())",
-                (message_id, ref.org_id, conversation_id, run_id, content, Jsonb([])),
+            await run_store.insert_run_with_message(
+                conn,
+                org_id=ref.org_id,
+                run_id=run_id,
+                message_id=message_id,
+                agent_id=ref.agent_id,
+                agent_name=agent["name"],
+                conversation_id=conversation_id,
+                content=content,
+                workflow_id=row["workflow_id"],
+                claimed=False,  # the task's first claim takes the conversation
             )
             await cur.execute(
                 "UPDATE a2a_tasks SET run_id = %s, conversation_id = %s WHERE id = %s "
@@ -177,7 +166,6 @@ class A2AActivities:
     async def model_turn(self, request: ModelTurnInput) -> ModelTurn:
         """One model call of the run, its tokens also streamed as chunks of the answer artifact."""
         ref = request.task
-        run_stream = runs.run_stream(request.call.run.run_id)
         chunker = ArtifactChunker(
             self._services.publisher,
             org_id=ref.org_id,
@@ -188,13 +176,8 @@ class A2AActivities:
             started=request.answer_started or activity.info().attempt > 1,
         )
 
-        def on_event(event_type: str, data: dict[str, Any]) -> None:
-            if event_type == "token":
-                chunker.add(str(data.get("token", "")))
-
         try:
-            with self._tee.watch(run_stream, on_event):
-                return await self._runs.call_model(request.call)
+            return await self._runs.stream_model_turn(request.call, on_token=chunker.add)
         finally:
             chunker.flush()
             await self._services.publisher.flush()
@@ -204,18 +187,15 @@ class A2AActivities:
         """Run one tool through the agent-run activity; its result becomes a data artifact."""
         ref = request.task
         call = request.call.call
-        run_stream = runs.run_stream(request.call.run.run_id)
         publisher = self._services.publisher
 
-        def on_event(event_type: str, data: dict[str, Any]) -> None:
-            if event_type != "tool_result" or call.name == ASK_USER:
-                return
-            if request.call.decision in ("rejected", "failed"):
+        def on_result(result: Any) -> None:
+            if call.name == ASK_USER or request.call.decision in ("rejected", "failed"):
                 return
             artifact = {
                 "artifactId": f"tool-{call.id}",
                 "name": f"tool:{call.name}",
-                "parts": [{"data": _json_value(data.get("result"))}],
+                "parts": [{"data": _json_value(result)}],
                 "metadata": {"toolCallId": call.id, "tool": call.name},
             }
             publisher.publish_nowait(
@@ -234,8 +214,7 @@ class A2AActivities:
             pending_artifacts.append(artifact)
 
         pending_artifacts: list[dict[str, Any]] = []
-        with self._tee.watch(run_stream, on_event):
-            outcome = await self._runs.execute_tool(request.call)
+        outcome = await self._runs.run_tool_call(request.call, on_result=on_result)
         for artifact in pending_artifacts:
             await store.update_task(self._pool, ref.org_id, ref.task_id, artifact=artifact)
         await publisher.flush()

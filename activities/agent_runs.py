@@ -12,7 +12,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, cast
 
 from temporalio import activity
@@ -90,6 +90,10 @@ CANCEL_GRACE_S = 30.0
 MAX_TOKENS_IN_FLIGHT = 1000
 # ... and an answer longer than this is cut off and the run fails (a runaway stream).
 MAX_ANSWER_CHARS = 2_000_000
+
+
+TokenListener = Callable[[str], None]
+ResultListener = Callable[[Any], None]
 
 
 def _non_retryable(message: str, code: str) -> ApplicationError:
@@ -253,6 +257,13 @@ class AgentRunActivities:
     @activity.defn(name=contract.CALL_MODEL)
     async def call_model(self, request: CallModelInput) -> ModelTurn:
         """Stream one model call: tokens to the log as they arrive, the summary to the workflow."""
+        return await self.stream_model_turn(request)
+
+    async def stream_model_turn(
+        self, request: CallModelInput, on_token: TokenListener | None = None
+    ) -> ModelTurn:
+        """`call_model`'s work; `on_token` also gets each token the run's stream publishes (as
+        published: with the turn's separator), e.g. to build an A2A answer artifact."""
         ref = request.run
         agent = await store.get_agent(self._pool, ref.org_id, ref.agent_id)
         if agent is None:
@@ -325,6 +336,8 @@ class AgentRunActivities:
                             in_flight.append(
                                 events.chat(ev.TOKEN, {"token": token, "turn": request.turn})
                             )
+                            if on_token is not None:
+                                on_token(token)
                             if len(in_flight) > MAX_TOKENS_IN_FLIGHT:
                                 await in_flight.popleft()
                             while in_flight and in_flight[0].done():
@@ -490,6 +503,12 @@ class AgentRunActivities:
     @activity.defn(name=contract.EXECUTE_TOOL)
     async def execute_tool(self, request: ExecuteToolInput) -> ToolOutcome:
         """Run one tool call (or record why it did not run) and store its result message."""
+        return await self.run_tool_call(request)
+
+    async def run_tool_call(
+        self, request: ExecuteToolInput, on_result: ResultListener | None = None
+    ) -> ToolOutcome:
+        """`execute_tool`'s work; `on_result` also gets the result the run's stream shows."""
         from deeployd.agents.tools import ToolContext, ToolError, run_tool
 
         ref, call = request.run, request.call
@@ -559,6 +578,8 @@ class AgentRunActivities:
         # The stream carries the result itself when it is small, its bounded text otherwise.
         shown = result if len(content) < store.MAX_TOOL_RESULT_CHARS else content
         events.chat(ev.TOOL_RESULT, {"toolCallId": call.id, "name": call.name, "result": shown})
+        if on_result is not None:
+            on_result(shown)
         events.command_center(
             ev.RUN_TOOL_COMPLETED,
             {
