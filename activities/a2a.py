@@ -21,20 +21,9 @@ from activities.agent_runs import AgentRunActivities
 from deeployd.a2a import contract, store
 from deeployd.a2a import events as tev
 from deeployd.a2a.chunks import ANSWER_ARTIFACT_NAME, ArtifactChunker
-from deeployd.a2a.contract import (
-    BeginTaskInput,
-    ModelTurnInput,
-    PushInput,
-    SetStateInput,
-    StateResult,
-    TaskPlan,
-    TaskRef,
-    ToolCallInput,
-)
 from deeployd.a2a.tools import ASK_USER
 from deeployd.agents import contract as runs
 from deeployd.agents import store as run_store
-from deeployd.agents.contract import ClaimRunInput, ModelTurn, RunRef, ToolOutcome
 from deeployd.eventlog import EventFilter, read_events
 from deeployd.ids import new_id
 from deeployd.netguard import UnsafeURLError, check_outbound_url
@@ -42,17 +31,6 @@ from deeployd.services import Services
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "A2AActivities",
-    "BeginTaskInput",
-    "ModelTurnInput",
-    "PushInput",
-    "SetStateInput",
-    "StateResult",
-    "TaskPlan",
-    "TaskRef",
-    "ToolCallInput",
-]
 
 PUSH_TIMEOUT_S = 10.0
 PUSH_BATCH = 500
@@ -76,7 +54,7 @@ class A2AActivities:
     # --- set-up -------------------------------------------------------------------------------
 
     @activity.defn(name=contract.BEGIN_TASK)
-    async def begin_task(self, request: BeginTaskInput) -> TaskPlan:
+    async def begin_task(self, request: contract.BeginTaskInput) -> contract.TaskPlan:
         """Create the task's conversation, run and user message (once), and move to working."""
         ref = request.task
         row = await store.get_task(self._pool, ref.org_id, ref.task_id)
@@ -92,17 +70,17 @@ class A2AActivities:
             )
             agent = await cur.fetchone()
         if agent is None:
-            return TaskPlan(rejected=True, reason="the agent no longer exists")
+            return contract.TaskPlan(rejected=True, reason="the agent no longer exists")
         run_id = row["run_id"]
         conversation_id = row["conversation_id"]
         if run_id is None:  # first attempt (a retry finds the run it created)
             run_id, conversation_id = await self._create_run(ref, row, agent)
-        run = RunRef(
+        run = runs.RunRef(
             run_id=run_id, org_id=ref.org_id, agent_id=ref.agent_id, conversation_id=conversation_id
         )
         state = await self._set_state(ref, "working")
-        claim = await self._runs.claim_run(ClaimRunInput(run=run))
-        return TaskPlan(
+        claim = await self._runs.claim_run(runs.ClaimRunInput(run=run))
+        return contract.TaskPlan(
             run=run,
             claimed=claim.claimed,
             approval_required=list(agent["approval_required"] or []),
@@ -110,7 +88,7 @@ class A2AActivities:
         )
 
     async def _create_run(
-        self, ref: TaskRef, row: dict[str, Any], agent: dict[str, Any]
+        self, ref: contract.TaskRef, row: dict[str, Any], agent: dict[str, Any]
     ) -> tuple[str, str]:
         """The agent-run rows this task drives: a run in a conversation of the task's context.
 
@@ -163,7 +141,7 @@ class A2AActivities:
     # --- the agent's work ---------------------------------------------------------------------
 
     @activity.defn(name=contract.MODEL_TURN)
-    async def model_turn(self, request: ModelTurnInput) -> ModelTurn:
+    async def model_turn(self, request: contract.ModelTurnInput) -> runs.ModelTurn:
         """One model call of the run, its tokens also streamed as chunks of the answer artifact."""
         ref = request.task
         chunker = ArtifactChunker(
@@ -183,7 +161,7 @@ class A2AActivities:
             await self._services.publisher.flush()
 
     @activity.defn(name=contract.TOOL_CALL)
-    async def tool_call(self, request: ToolCallInput) -> ToolOutcome:
+    async def tool_call(self, request: contract.ToolCallInput) -> runs.ToolOutcome:
         """Run one tool through the agent-run activity; its result becomes a data artifact."""
         ref = request.task
         call = request.call.call
@@ -223,7 +201,7 @@ class A2AActivities:
     # --- state --------------------------------------------------------------------------------
 
     @activity.defn(name=contract.SET_STATE)
-    async def set_state(self, request: SetStateInput) -> StateResult:
+    async def set_state(self, request: contract.SetStateInput) -> contract.StateResult:
         """Move the task's state (and the run's status, or end the run, alongside).
 
         An update that finds the task already ended writes nothing, so the run's final status
@@ -233,7 +211,7 @@ class A2AActivities:
         ref = request.task
         row = await store.get_task(self._pool, ref.org_id, ref.task_id)
         if row is not None and row["state"] in contract.TERMINAL_STATES:
-            return StateResult(has_push=False, changed=False, already_ended=True)
+            return contract.StateResult(has_push=False, changed=False, already_ended=True)
         if request.finish_run is not None:
             await self._runs.finish_run(request.finish_run)
         result = await self._set_state(
@@ -251,7 +229,7 @@ class A2AActivities:
 
     async def _set_state(
         self,
-        ref: TaskRef,
+        ref: contract.TaskRef,
         state: str,
         *,
         agent_text: str | None = None,
@@ -259,7 +237,7 @@ class A2AActivities:
         error: str | None = None,
         answer: str | None = None,
         artifact_id: str | None = None,
-    ) -> StateResult:
+    ) -> contract.StateResult:
         pool = self._pool
         publisher = self._services.publisher
         before = await store.get_task(pool, ref.org_id, ref.task_id)
@@ -270,9 +248,9 @@ class A2AActivities:
         if before["state"] == state and user_message is None:
             # A retry of an activity whose update already happened: nothing to publish twice.
             configs = await store.push_configs(pool, ref.org_id, ref.task_id)
-            return StateResult(has_push=bool(configs), changed=False)
+            return contract.StateResult(has_push=bool(configs), changed=False)
         if before["state"] in contract.TERMINAL_STATES:
-            return StateResult(has_push=False, changed=False, already_ended=True)
+            return contract.StateResult(has_push=False, changed=False, already_ended=True)
         agent_message = None
         if agent_text is not None:
             agent_message = store.text_message(
@@ -337,12 +315,12 @@ class A2AActivities:
             ),
         )
         configs = await store.push_configs(pool, ref.org_id, ref.task_id)
-        return StateResult(has_push=bool(configs), changed=True)
+        return contract.StateResult(has_push=bool(configs), changed=True)
 
     # --- push notifications ------------------------------------------------------------------
 
     @activity.defn(name=contract.PUSH_NOTIFY)
-    async def push_notify(self, request: PushInput) -> int:
+    async def push_notify(self, request: contract.PushInput) -> int:
         """POST every task event after `after` to each registered config; returns the new cursor.
 
         Each event goes out as an A2A `StreamResponse` JSON with the config's token in

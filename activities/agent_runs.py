@@ -22,21 +22,6 @@ from deeployd.agents import contract, store
 from deeployd.agents import events as ev
 from deeployd.agents.alerts import evaluate_org_rules, orgs_with_windowed_rules
 from deeployd.agents.cancellation import CancelWatcher
-from deeployd.agents.contract import (
-    MAX_INLINE_TEXT,
-    CallModelInput,
-    ClaimRunInput,
-    ExecuteToolInput,
-    FinishResult,
-    FinishRunInput,
-    ModelTurn,
-    RunPlan,
-    RunRef,
-    SetStatusInput,
-    SweepAlertsInput,
-    ToolOutcome,
-    UsageTotals,
-)
 from deeployd.agents.pricing import Pricing, cost_usd
 from deeployd.agents.providers import (
     ChatMessage,
@@ -60,22 +45,6 @@ from deeployd.services import Services
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "MAX_INLINE_TEXT",
-    "AgentRunActivities",
-    "CallModelInput",
-    "ClaimRunInput",
-    "ExecuteToolInput",
-    "FinishResult",
-    "FinishRunInput",
-    "ModelTurn",
-    "RunPlan",
-    "RunRef",
-    "SetStatusInput",
-    "SweepAlertsInput",
-    "ToolOutcome",
-    "UsageTotals",
-]
 
 # `run:progress` goes out at most this often per run (the Command Center is a dashboard, not a
 # token stream).
@@ -111,13 +80,13 @@ class AgentRunActivities:
     def _pool(self):  # type: ignore[no-untyped-def]
         return self._services.db.pool
 
-    def _events(self, ref: RunRef) -> ev.RunEvents:
+    def _events(self, ref: contract.RunRef) -> ev.RunEvents:
         return ev.RunEvents(self._services.publisher, ref.org_id, ref.run_id, ref.agent_id)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     @activity.defn(name=contract.CLAIM_RUN)
-    async def claim_run(self, request: ClaimRunInput) -> RunPlan:
+    async def claim_run(self, request: contract.ClaimRunInput) -> contract.RunPlan:
         """Take the conversation if it is free (else the run stays queued) and start running."""
         ref = request.run
         agent = await store.get_agent(self._pool, ref.org_id, ref.agent_id)
@@ -126,7 +95,7 @@ class AgentRunActivities:
         claimed, status = await store.claim_conversation(
             self._pool, ref.org_id, ref.conversation_id, ref.run_id
         )
-        plan = RunPlan(
+        plan = contract.RunPlan(
             claimed=claimed,
             status=status,
             agent_name=agent["name"],
@@ -147,7 +116,7 @@ class AgentRunActivities:
         return plan
 
     @activity.defn(name=contract.SET_STATUS)
-    async def set_status(self, request: SetStatusInput) -> None:
+    async def set_status(self, request: contract.SetStatusInput) -> None:
         """Move the run's status (running <-> input-required) and tell both streams."""
         ref = request.run
         before = await store.get_run(self._pool, ref.org_id, ref.run_id)
@@ -196,7 +165,7 @@ class AgentRunActivities:
         await events.flush()
 
     @activity.defn(name=contract.FINISH_RUN)
-    async def finish_run(self, request: FinishRunInput) -> FinishResult:
+    async def finish_run(self, request: contract.FinishRunInput) -> contract.FinishResult:
         """Record the outcome, end the run's stream, hand the conversation on, evaluate alerts."""
         ref = request.run
         before = await store.get_run(self._pool, ref.org_id, ref.run_id)
@@ -230,7 +199,7 @@ class AgentRunActivities:
             await evaluate_org_rules(self._services, ref.org_id, run_id=ref.run_id)
         except Exception:  # alerting must never fail a run
             log.exception("alert evaluation failed for org %s", ref.org_id)
-        return FinishResult(next_run_id=next_run)
+        return contract.FinishResult(next_run_id=next_run)
 
     async def _wake(self, run_id: str) -> None:
         """Tell a queued run's workflow it holds the conversation now."""
@@ -245,7 +214,7 @@ class AgentRunActivities:
             log.info("could not signal run %s: %s", run_id, exc)
 
     @activity.defn(name=contract.SWEEP_ALERT_RULES)
-    async def sweep_alert_rules(self, request: SweepAlertsInput) -> int:
+    async def sweep_alert_rules(self, request: contract.SweepAlertsInput) -> int:
         """Re-evaluate every organisation's windowed rules; returns how many changed state."""
         changed = 0
         for org_id in await orgs_with_windowed_rules(self._services):
@@ -255,15 +224,15 @@ class AgentRunActivities:
     # --- the model call -----------------------------------------------------------------------
 
     @activity.defn(name=contract.CALL_MODEL)
-    async def call_model(self, request: CallModelInput) -> ModelTurn:
+    async def call_model(self, request: contract.CallModelInput) -> contract.ModelTurn:
         """Stream one model call: tokens to the log as they arrive, the summary to the workflow."""
         return await self.stream_model_turn(request)
 
     async def stream_model_turn(
-        self, request: CallModelInput, on_token: TokenListener | None = None
-    ) -> ModelTurn:
-        """`call_model`'s work; `on_token` also gets each token the run's stream publishes (as
-        published: with the turn's separator), e.g. to build an A2A answer artifact."""
+        self, request: contract.CallModelInput, on_token: TokenListener | None = None
+    ) -> contract.ModelTurn:
+        """`call_model`'s work; `on_token` also gets each token the run's stream publishes (with
+        the turn's separator), e.g. to build an A2A answer artifact."""
         ref = request.run
         agent = await store.get_agent(self._pool, ref.org_id, ref.agent_id)
         if agent is None:
@@ -429,7 +398,7 @@ class AgentRunActivities:
             },
         )
         await events.flush()
-        return ModelTurn(
+        return contract.ModelTurn(
             text=text if request.max_inline_text is None else text[: request.max_inline_text],
             separator=separator,
             text_chars=len(text),
@@ -439,7 +408,7 @@ class AgentRunActivities:
             cost=cost,
         )
 
-    async def _model_request(self, ref: RunRef, agent: dict[str, Any]) -> ModelRequest:
+    async def _model_request(self, ref: contract.RunRef, agent: dict[str, Any]) -> ModelRequest:
         settings = self._services.settings
         api_key: str | None = None
         if agent["api_key"]:
@@ -501,14 +470,15 @@ class AgentRunActivities:
     # --- tools --------------------------------------------------------------------------------
 
     @activity.defn(name=contract.EXECUTE_TOOL)
-    async def execute_tool(self, request: ExecuteToolInput) -> ToolOutcome:
+    async def execute_tool(self, request: contract.ExecuteToolInput) -> contract.ToolOutcome:
         """Run one tool call (or record why it did not run) and store its result message."""
-        return await self.run_tool_call(request)
+        return await self.run_tool_call(request, on_result=None)
 
     async def run_tool_call(
-        self, request: ExecuteToolInput, on_result: ResultListener | None = None
-    ) -> ToolOutcome:
-        """`execute_tool`'s work; `on_result` also gets the result the run's stream shows."""
+        self, request: contract.ExecuteToolInput, *, on_result: ResultListener | None
+    ) -> contract.ToolOutcome:
+        """`execute_tool`'s work; `on_result` also gets the result the stream shows (an A2A
+        task turns it into a data artifact)."""
         from deeployd.agents.tools import ToolContext, ToolError, run_tool
 
         ref, call = request.run, request.call
@@ -591,7 +561,7 @@ class AgentRunActivities:
             },
         )
         await events.flush()
-        return ToolOutcome(tool_call_id=call.id, ok=ok)
+        return contract.ToolOutcome(tool_call_id=call.id, ok=ok)
 
 
 def _delay(seconds: float | None):  # type: ignore[no-untyped-def]

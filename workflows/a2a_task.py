@@ -42,7 +42,6 @@ with workflow.unsafe.imports_passed_through():
         TaskSnapshot,
         ToolCallInput,
         run_status_for,
-        workflow_id,
     )
     from deeployd.a2a.store import message_data, message_text
     from deeployd.a2a.tools import ASK_USER
@@ -59,26 +58,8 @@ with workflow.unsafe.imports_passed_through():
         ToolCall,
         UsageTotals,
     )
-    from workflows.agent_loop import (
-        MAX_TOOL_ROUNDS,
-        TOOL_RETRY,
-        AgentLoop,
-        bookkeeping_activity,
-        describe_failure,
-        model_activity,
-        tool_or_failure,
-    )
+    from workflows import agent_loop as loop
 
-__all__ = [
-    "MAX_TOOL_ROUNDS",
-    "A2ATaskInput",
-    "A2ATaskWorkflow",
-    "FollowUpAccepted",
-    "FollowUpInput",
-    "TaskOutcome",
-    "TaskSnapshot",
-    "workflow_id",
-]
 
 CLAIM_RETRY = timedelta(seconds=2)
 _REJECT = re.compile(r"^\s*(no|nope|reject|rejected|deny|denied|don't|do not|cancel)\b", re.I)
@@ -99,7 +80,7 @@ class A2ATaskWorkflow:
         self._inbox: list[dict[str, Any]] = []
         self._question: str | None = None
         self._pending: ToolCall | None = None
-        self._loop = AgentLoop()
+        self._loop = loop.AgentLoop()
         self._answer = ""
         self._answer_started = False
         self._push_cursor = 0
@@ -164,7 +145,7 @@ class A2ATaskWorkflow:
                     run = interrupted.run  # canceled while the run was being set up
                 await self._end(run, "canceled", error="the task was canceled")
                 raise
-            message, code = describe_failure(exc)
+            message, code = loop.describe_failure(exc)
             await self._end(run, "failed", error=message, code=code)
             raise ApplicationError(message, type=code, non_retryable=True) from None
         await self._end(run, "completed", text=text)
@@ -187,7 +168,7 @@ class A2ATaskWorkflow:
         assert ref is not None
 
         async def call_model(turn: int, totals: UsageTotals) -> ModelTurn:
-            return await model_activity(
+            return await loop.model_activity(
                 contract.MODEL_TURN,
                 ModelTurnInput(
                     task=ref,
@@ -230,7 +211,7 @@ class A2ATaskWorkflow:
             else:
                 decision = "approved"
         # Up to 6 minutes: `call_agent` waits up to 5 for the remote agent.
-        await tool_or_failure(
+        await loop.tool_or_failure(
             workflow.execute_activity(
                 contract.TOOL_CALL,
                 ToolCallInput(
@@ -238,7 +219,7 @@ class A2ATaskWorkflow:
                     call=ExecuteToolInput(run=run, call=call, decision=decision, comment=comment),
                 ),
                 start_to_close_timeout=timedelta(minutes=6),
-                retry_policy=TOOL_RETRY,
+                retry_policy=loop.TOOL_RETRY,
             ),
             lambda message: self._activity(
                 runs.EXECUTE_TOOL,
@@ -370,7 +351,7 @@ class A2ATaskWorkflow:
         # not the activity, and `_finish_inflight` lets it complete before the final state is
         # written — so a stale `input-required` can never land after `canceled`.
         inflight = asyncio.ensure_future(
-            bookkeeping_activity(name, arg, result_type=result_type, timeout_s=timeout_s)
+            loop.bookkeeping_activity(name, arg, result_type=result_type, timeout_s=timeout_s)
         )
         self._inflight = inflight
         return await asyncio.shield(inflight)

@@ -42,25 +42,7 @@ with workflow.unsafe.imports_passed_through():
         ToolCall,
         UsageTotals,
     )
-    from workflows.agent_loop import (
-        MAX_TOOL_ROUNDS,
-        TOOL_RETRY,
-        AgentLoop,
-        bookkeeping_activity,
-        describe_failure,
-        model_activity,
-        tool_or_failure,
-    )
-
-__all__ = [
-    "MAX_TOOL_ROUNDS",
-    "AgentRunInput",
-    "AgentRunWorkflow",
-    "ApprovalAccepted",
-    "ApprovalInput",
-    "RunOutcome",
-    "RunState",
-]
+    from workflows import agent_loop as loop
 
 
 # Not sandboxed: the sandbox re-imports modules for every new run, which cost 40-80 ms of the
@@ -73,7 +55,7 @@ class AgentRunWorkflow:
         self._proceed = False
         self._pending: dict[str, ToolCall] = {}
         self._decisions: dict[str, ApprovalInput] = {}
-        self._loop = AgentLoop()
+        self._loop = loop.AgentLoop()
 
     # --- messages from outside ------------------------------------------------------------
 
@@ -128,7 +110,7 @@ class AgentRunWorkflow:
             self._set_status("running")
             final_turn, preview = await self._run_loop(ref, plan)
         except BaseException as exc:
-            message, code = describe_failure(exc)
+            message, code = loop.describe_failure(exc)
             if is_cancelled_exception(exc) or code == "cancelled":
                 # `cancelled` from the model activity: it saw the API's cancel notice (sent after
                 # the workflow cancellation was requested) and closed the stream at once.
@@ -147,7 +129,7 @@ class AgentRunWorkflow:
         """Model calls and tool rounds; returns the final turn and a preview of its text."""
 
         async def call_model(turn: int, totals: UsageTotals) -> ModelTurn:
-            return await model_activity(
+            return await loop.model_activity(
                 contract.CALL_MODEL,
                 CallModelInput(run=ref, turn=turn, totals=totals, max_inline_text=MAX_INLINE_TEXT),
             )
@@ -181,14 +163,14 @@ class AgentRunWorkflow:
                 self._pending.pop(call.id, None)
             self._set_status("running")
             await self._status_activity(ref, "running")
-        await tool_or_failure(
+        await loop.tool_or_failure(
             workflow.execute_activity(
                 contract.EXECUTE_TOOL,
                 ExecuteToolInput(run=ref, call=call, decision=decision, comment=comment),
                 start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=TOOL_RETRY,
+                retry_policy=loop.TOOL_RETRY,
             ),
-            lambda message: bookkeeping_activity(
+            lambda message: loop.bookkeeping_activity(
                 contract.EXECUTE_TOOL,
                 ExecuteToolInput(run=ref, call=call, decision="failed", comment=message),
             ),
@@ -197,7 +179,7 @@ class AgentRunWorkflow:
     # --- bookkeeping --------------------------------------------------------------------------
 
     async def _claim(self, ref: RunRef) -> RunPlan:
-        plan: RunPlan = await bookkeeping_activity(
+        plan: RunPlan = await loop.bookkeeping_activity(
             contract.CLAIM_RUN, ClaimRunInput(run=ref), result_type=RunPlan
         )
         return plan
@@ -205,7 +187,7 @@ class AgentRunWorkflow:
     async def _status_activity(
         self, ref: RunRef, status: str, approval_for: ToolCall | None = None
     ) -> None:
-        await bookkeeping_activity(
+        await loop.bookkeeping_activity(
             contract.SET_STATUS, SetStatusInput(run=ref, status=status, approval_for=approval_for)
         )
 
@@ -218,7 +200,7 @@ class AgentRunWorkflow:
         error: str | None = None,
         code: str | None = None,
     ) -> None:
-        await bookkeeping_activity(
+        await loop.bookkeeping_activity(
             contract.FINISH_RUN,
             FinishRunInput(
                 run=ref, status=status, final_turn=final_turn, error=error, error_code=code

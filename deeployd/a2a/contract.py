@@ -7,7 +7,7 @@ agents' contract only (an A2A task drives an agent run's rows and stream).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final
 
 from pydantic import BaseModel
 
@@ -22,16 +22,6 @@ from deeployd.agents.contract import (
 
 # --- states (A2A's own spelling: "canceled") ----------------------------------------------------
 
-TaskState = Literal[
-    "submitted",
-    "working",
-    "input-required",
-    "completed",
-    "failed",
-    "canceled",
-    "rejected",
-    "auth-required",
-]
 ACTIVE_STATES = frozenset({"submitted", "working", "input-required", "auth-required"})
 TERMINAL_STATES = frozenset({"completed", "failed", "canceled", "rejected"})
 INTERRUPTED_STATES = frozenset({"input-required", "auth-required"})
@@ -49,18 +39,27 @@ def run_status_for(state: str) -> RunEndStatus:
 # --- Temporal names (never renamed: running histories carry them) -----------------------------
 
 A2A_TASK_WORKFLOW = "A2ATaskWorkflow"
-FOLLOW_UP = "follow_up"  # update: a caller's message for a task waiting for input
-CANCEL_REQUESTED = "cancel_requested"  # signal, sent with every cancel
-STATE = "state"  # query: TaskSnapshot
+FOLLOW_UP = "follow_up"
+"""Update: a caller's message for a task waiting for input (refused by its validator else)."""
+CANCEL_REQUESTED = "cancel_requested"
+"""Signal sent with every cancel (a cancellation that meets a completing call is dropped)."""
+STATE = "state"
+"""Query: the task's TaskSnapshot."""
 
 BEGIN_TASK = "a2a_begin_task"
+"""Create the task's conversation, run and user message (once), move to working, claim."""
 MODEL_TURN = "a2a_model_turn"
+"""One model call, its tokens also streamed as chunks of the answer artifact."""
 TOOL_CALL = "a2a_tool_call"
+"""One tool call; its result becomes a data artifact."""
 SET_STATE = "a2a_set_state"
+"""Move the task's state (and the run's status, or end the run, alongside)."""
 PUSH_NOTIFY = "a2a_push_notify"
+"""Deliver the task's new events to its push-notification configs."""
 
 
 def workflow_id(task_id: str) -> str:
+    """The task's A2ATaskWorkflow (one per task)."""
     return f"a2a-task-{task_id}"
 
 
@@ -71,10 +70,11 @@ def task_stream(task_id: str) -> str:
     return f"task:{task_id}"
 
 
-STATUS_UPDATE = "statusUpdate"
-ARTIFACT_UPDATE = "artifactUpdate"
-MESSAGE = "message"
-TASK = "task"
+# The wire's event types (what A2A clients and push receivers see): never renamed.
+STATUS_UPDATE: Final = "statusUpdate"
+ARTIFACT_UPDATE: Final = "artifactUpdate"
+MESSAGE: Final = "message"
+TASK: Final = "task"
 TASK_EVENT_TYPES = frozenset({STATUS_UPDATE, ARTIFACT_UPDATE, MESSAGE})
 
 

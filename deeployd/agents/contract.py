@@ -8,7 +8,7 @@ the workflow sandbox imports this module.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -22,22 +22,26 @@ TERMINAL: tuple[RunEndStatus, ...] = ("completed", "failed", "cancelled")
 
 # --- Temporal names (never renamed: running histories carry them) -----------------------------
 
-AGENT_RUN_WORKFLOW = "AgentRunWorkflow"
-PROCEED = "proceed"  # signal: the conversation was handed to this queued run
-APPROVE = "approve"  # update: a human's decision on a tool call
-STATE = "state"  # query: RunState
+AGENT_RUN_WORKFLOW: Final = "AgentRunWorkflow"
+PROCEED: Final = "proceed"
+"""Signal: the conversation was handed to this queued run."""
+APPROVE: Final = "approve"
+"""Update: a human's decision on a tool call (refused by its validator unless it is awaited)."""
+STATE: Final = "state"
+"""Query: the run's RunState."""
 
-CLAIM_RUN = "claim_run"
-CALL_MODEL = "call_model"
-EXECUTE_TOOL = "execute_tool"
-SET_STATUS = "set_status"
-FINISH_RUN = "finish_run"
+CLAIM_RUN: Final = "claim_run"
+CALL_MODEL: Final = "call_model"
+EXECUTE_TOOL: Final = "execute_tool"
+SET_STATUS: Final = "set_status"
+FINISH_RUN: Final = "finish_run"
 
-ALERT_SWEEP_WORKFLOW = "AlertSweepWorkflow"
-SWEEP_ALERT_RULES = "sweep_alert_rules"
+ALERT_SWEEP_WORKFLOW: Final = "AlertSweepWorkflow"
+SWEEP_ALERT_RULES: Final = "sweep_alert_rules"
 
 
 def workflow_id(run_id: str) -> str:
+    """The run's AgentRunWorkflow (one per run)."""
     return f"run-{run_id}"
 
 
@@ -204,12 +208,6 @@ class ClaimRunInput(BaseModel):
     run: RunRef
 
 
-class UsageTotals(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-
-
 class CallModelInput(BaseModel):
     run: RunRef
     turn: int
@@ -267,3 +265,11 @@ class FinishResult(BaseModel):
 
 class SweepAlertsInput(BaseModel):
     pass
+
+
+class UsageTotals(BaseModel):
+    """A run's model usage so far (what the workflow's query reports)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
