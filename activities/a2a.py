@@ -282,30 +282,33 @@ class A2AActivities:
             error=error,
         )
         assert row is not None
-        if user_message is not None:
-            publisher.publish_nowait(
-                ref.org_id,
-                tev.task_stream(ref.task_id),
-                tev.MESSAGE,
-                tev.message_data(ref.task_id, ref.context_id, user_message),
-            )
-        if artifact is not None:
-            # The last chunk carries the whole artifact (readers may finalize from it alone).
-            publisher.publish_nowait(
-                ref.org_id,
-                tev.task_stream(ref.task_id),
-                tev.ARTIFACT_UPDATE,
-                tev.artifact_data(
-                    ref.task_id, ref.context_id, artifact, chunk="", append=True, last_chunk=True
-                ),
-            )
-        if agent_message is not None:
-            publisher.publish_nowait(
-                ref.org_id,
-                tev.task_stream(ref.task_id),
-                tev.MESSAGE,
-                tev.message_data(ref.task_id, ref.context_id, agent_message),
-            )
+        stream = tev.task_stream(ref.task_id)
+        # In order: the caller's message, the answer, the agent's message, then the status.
+        for message in (user_message, artifact, agent_message):
+            if message is None:
+                continue
+            if message is artifact:
+                # The last chunk carries the whole artifact (readers may finalize from it alone).
+                publisher.publish_nowait(
+                    ref.org_id,
+                    stream,
+                    tev.ARTIFACT_UPDATE,
+                    tev.artifact_data(
+                        ref.task_id,
+                        ref.context_id,
+                        artifact,
+                        chunk="",
+                        append=True,
+                        last_chunk=True,
+                    ),
+                )
+            else:
+                publisher.publish_nowait(
+                    ref.org_id,
+                    stream,
+                    tev.MESSAGE,
+                    tev.message_data(ref.task_id, ref.context_id, message),
+                )
         await publisher.publish(
             ref.org_id,
             tev.task_stream(ref.task_id),

@@ -18,6 +18,7 @@ from typing import Any, cast
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from deeployd.agents import contract, store
 from deeployd.agents import events as ev
 from deeployd.agents.alerts import evaluate_org_rules, orgs_with_windowed_rules
@@ -83,6 +84,15 @@ class AgentRunActivities:
     def _events(self, ref: contract.RunRef) -> ev.RunEvents:
         return ev.RunEvents(self._services.publisher, ref.org_id, ref.run_id, ref.agent_id)
 
+    async def _record_tool_call(
+        self, ref: contract.RunRef, call: contract.ToolCall, status: str, **details: Any
+    ) -> None:
+        """Add (or update) the call in the run's `toolCalls` list."""
+        entry = {"toolCallId": call.id, "name": call.name, "arguments": call.arguments}
+        await store.append_tool_call(
+            self._pool, ref.org_id, ref.run_id, {**entry, "status": status, **details}
+        )
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     @activity.defn(name=contract.CLAIM_RUN)
@@ -139,17 +149,7 @@ class AgentRunActivities:
                     "runId": ref.run_id,  # where to POST the decision
                 },
             )
-            await store.append_tool_call(
-                self._pool,
-                ref.org_id,
-                ref.run_id,
-                {
-                    "toolCallId": call.id,
-                    "name": call.name,
-                    "arguments": call.arguments,
-                    "status": "awaiting_approval",
-                },
-            )
+            await self._record_tool_call(ref, call, "awaiting_approval")
         if before["status"] != request.status:
             approval_for = request.approval_for
             events.command_center(
@@ -263,7 +263,6 @@ class AgentRunActivities:
             else None
         )
         separator = ""
-        heartbeat = asyncio.create_task(_heartbeat_forever())
         started = time.monotonic()
         first_token_at: float | None = None
         last_progress = 0.0
@@ -274,90 +273,89 @@ class AgentRunActivities:
         totals = request.totals
         in_flight: collections.deque[asyncio.Future[int]] = collections.deque()
         chars = 0
-        try:
-            async with (
-                self._cancels.watch(ref.run_id) as cancel_notice,
-                contextlib.aclosing(
-                    cast(AsyncGenerator[ProviderEvent, None], provider.stream(model_request))
-                ) as stream,
-            ):
-                async for item in stream:
-                    if cancel_notice.is_set():
-                        break  # leaving the block closes the provider's stream
-                    if isinstance(item, TextDelta):
-                        if first_token_at is None:
-                            first_token_at = time.monotonic()
-                        parts.append(item.text)
-                        chars += len(item.text)
-                        if chars > MAX_ANSWER_CHARS:
-                            raise _non_retryable(
-                                f"the answer exceeded {MAX_ANSWER_CHARS} characters",
-                                "answer_too_long",
-                            )
-                        token = item.text
-                        if earlier_text is not None and token:
-                            separator = turn_separator(earlier_text, token)
-                            token = separator + token
-                            earlier_text = None
-                        if skip:
-                            skip -= 1
-                        else:
-                            in_flight.append(
-                                events.chat(ev.TOKEN, {"token": token, "turn": request.turn})
-                            )
-                            if on_token is not None:
-                                on_token(token)
-                            if len(in_flight) > MAX_TOKENS_IN_FLIGHT:
-                                await in_flight.popleft()
-                            while in_flight and in_flight[0].done():
-                                in_flight.popleft()
-                        now = time.monotonic()
-                        if now - last_progress >= PROGRESS_INTERVAL_S:
-                            last_progress = now
-                            completion = totals.completion_tokens + len(parts)
-                            prompt = totals.prompt_tokens + prompt_estimate
-                            events.command_center(
-                                ev.RUN_PROGRESS,
+        async with heartbeating(HEARTBEAT_INTERVAL_S):
+            try:
+                async with (
+                    self._cancels.watch(ref.run_id) as cancel_notice,
+                    contextlib.aclosing(
+                        cast(AsyncGenerator[ProviderEvent, None], provider.stream(model_request))
+                    ) as stream,
+                ):
+                    async for item in stream:
+                        if cancel_notice.is_set():
+                            break  # leaving the block closes the provider's stream
+                        if isinstance(item, TextDelta):
+                            if first_token_at is None:
+                                first_token_at = time.monotonic()
+                            parts.append(item.text)
+                            chars += len(item.text)
+                            if chars > MAX_ANSWER_CHARS:
+                                raise _non_retryable(
+                                    f"the answer exceeded {MAX_ANSWER_CHARS} characters",
+                                    "answer_too_long",
+                                )
+                            token = item.text
+                            if earlier_text is not None and token:
+                                separator = turn_separator(earlier_text, token)
+                                token = separator + token
+                                earlier_text = None
+                            if skip:
+                                skip -= 1
+                            else:
+                                in_flight.append(
+                                    events.chat(ev.TOKEN, {"token": token, "turn": request.turn})
+                                )
+                                if on_token is not None:
+                                    on_token(token)
+                                if len(in_flight) > MAX_TOKENS_IN_FLIGHT:
+                                    await in_flight.popleft()
+                                while in_flight and in_flight[0].done():
+                                    in_flight.popleft()
+                            now = time.monotonic()
+                            if now - last_progress >= PROGRESS_INTERVAL_S:
+                                last_progress = now
+                                completion = totals.completion_tokens + len(parts)
+                                prompt = totals.prompt_tokens + prompt_estimate
+                                events.command_center(
+                                    ev.RUN_PROGRESS,
+                                    {
+                                        "tokens": prompt + completion,
+                                        "tokenUsage": ev.usage_dict(prompt, completion),
+                                        "cost": round(
+                                            totals.cost + price(prompt_estimate, len(parts)), 8
+                                        ),
+                                    },
+                                )
+                        elif isinstance(item, ToolCallRequest):
+                            calls.append(item.call)
+                            events.chat(
+                                ev.TOOL_CALL,
                                 {
-                                    "tokens": prompt + completion,
-                                    "tokenUsage": ev.usage_dict(prompt, completion),
-                                    "cost": round(
-                                        totals.cost + price(prompt_estimate, len(parts)), 8
-                                    ),
+                                    "name": item.call.name,
+                                    "arguments": item.call.arguments,
+                                    "toolCallId": item.call.id,
                                 },
                             )
-                    elif isinstance(item, ToolCallRequest):
-                        calls.append(item.call)
-                        events.chat(
-                            ev.TOOL_CALL,
-                            {
-                                "name": item.call.name,
-                                "arguments": item.call.arguments,
-                                "toolCallId": item.call.id,
-                            },
-                        )
-                    elif isinstance(item, UsageReport):
-                        usage = item
-            if cancel_notice.is_set():
+                        elif isinstance(item, UsageReport):
+                            usage = item
+                if cancel_notice.is_set():
+                    await events.flush()
+                    # The stream is closed. AgentRunWorkflow (already asked to cancel: the API
+                    # cancels before it notifies) treats this error as the cancellation; other
+                    # callers wait for Temporal's own cancellation, delivered at the next
+                    # heartbeat.
+                    if activity.info().workflow_type != contract.AGENT_RUN_WORKFLOW:
+                        await asyncio.sleep(CANCEL_GRACE_S)
+                    raise _non_retryable("the run was cancelled", "cancelled")
+            except ProviderError as exc:
+                if exc.retryable:
+                    raise ApplicationError(
+                        exc.message, type=exc.code, next_retry_delay=_delay(exc.retry_after_s)
+                    ) from None
+                raise _non_retryable(exc.message, exc.code) from None
+            finally:
+                # Whatever happened, the tokens already emitted become durable before we return.
                 await events.flush()
-                # The stream is closed. AgentRunWorkflow (already asked to cancel: the API cancels
-                # before it notifies) treats this error as the cancellation; other callers wait
-                # for Temporal's own cancellation, delivered at the next heartbeat.
-                if activity.info().workflow_type != contract.AGENT_RUN_WORKFLOW:
-                    await asyncio.sleep(CANCEL_GRACE_S)
-                raise _non_retryable("the run was cancelled", "cancelled")
-        except ProviderError as exc:
-            if exc.retryable:
-                raise ApplicationError(
-                    exc.message, type=exc.code, next_retry_delay=_delay(exc.retry_after_s)
-                ) from None
-            raise _non_retryable(exc.message, exc.code) from None
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            # Whatever happened, the tokens already emitted become durable before we return.
-            await events.flush()
         latency_ms = int((time.monotonic() - started) * 1000)
         text = "".join(parts)
         prompt_tokens = usage.prompt_tokens if usage else prompt_estimate
@@ -531,19 +529,13 @@ class AgentRunActivities:
             tool_call_id=call.id,
             dedup_key=f"{ref.run_id}:tool:{call.id}",
         )
-        await store.append_tool_call(
-            self._pool,
-            ref.org_id,
-            ref.run_id,
-            {
-                "toolCallId": call.id,
-                "name": call.name,
-                "arguments": call.arguments,
-                "status": status,
-                "ok": ok,
-                "durationMs": duration_ms,
-                **({"comment": request.comment} if request.comment else {}),
-            },
+        await self._record_tool_call(
+            ref,
+            call,
+            status,
+            ok=ok,
+            durationMs=duration_ms,
+            **({"comment": request.comment} if request.comment else {}),
         )
         # The stream carries the result itself when it is small, its bounded text otherwise.
         shown = result if len(content) < store.MAX_TOOL_RESULT_CHARS else content
@@ -568,9 +560,3 @@ def _delay(seconds: float | None):  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
     return timedelta(seconds=min(seconds, 60)) if seconds else None
-
-
-async def _heartbeat_forever() -> None:
-    while True:
-        activity.heartbeat()
-        await asyncio.sleep(HEARTBEAT_INTERVAL_S)
