@@ -37,19 +37,18 @@ PUSH_BATCH = 500
 
 
 class A2AActivities:
-    """Built once in the worker with the process's shared clients."""
+    """Built once in the worker. Uses the database pool, the event publisher, the outbound-URL
+    setting and the agent-run activities (whose work a task's agent run is)."""
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
+    def __init__(self, services: Services, runs: AgentRunActivities | None = None) -> None:
+        self._pool = services.db.pool
+        self._publisher = services.publisher
+        self._allow_private_urls = services.settings.allow_private_urls
         self._http: httpx.AsyncClient | None = None
         # The agent-run activities' work, run in-process: the task's artifacts are fed from the
-        # tokens and tool results they hand over (one instance: it holds the worker's cancel
-        # listener).
-        self._runs = AgentRunActivities(services)
-
-    @property
-    def _pool(self):  # type: ignore[no-untyped-def]
-        return self._services.db.pool
+        # tokens and tool results they hand over. Pass the worker's instance to share its
+        # cancel listener.
+        self._runs = runs if runs is not None else AgentRunActivities(services)
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -145,7 +144,7 @@ class A2AActivities:
         """One model call of the run, its tokens also streamed as chunks of the answer artifact."""
         ref = request.task
         chunker = ArtifactChunker(
-            self._services.publisher,
+            self._publisher,
             org_id=ref.org_id,
             task_id=ref.task_id,
             context_id=ref.context_id,
@@ -158,14 +157,14 @@ class A2AActivities:
             return await self._runs.stream_model_turn(request.call, on_token=chunker.add)
         finally:
             chunker.flush()
-            await self._services.publisher.flush()
+            await self._publisher.flush()
 
     @activity.defn(name=contract.TOOL_CALL)
     async def tool_call(self, request: contract.ToolCallInput) -> runs.ToolOutcome:
         """Run one tool through the agent-run activity; its result becomes a data artifact."""
         ref = request.task
         call = request.call.call
-        publisher = self._services.publisher
+        publisher = self._publisher
 
         def on_result(result: Any) -> None:
             if call.name == ASK_USER or request.call.decision in ("rejected", "failed"):
@@ -239,7 +238,7 @@ class A2AActivities:
         artifact_id: str | None = None,
     ) -> contract.StateResult:
         pool = self._pool
-        publisher = self._services.publisher
+        publisher = self._publisher
         before = await store.get_task(pool, ref.org_id, ref.task_id)
         if before is None:
             raise ApplicationError(
@@ -346,7 +345,7 @@ class A2AActivities:
             return request.after
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=PUSH_TIMEOUT_S, follow_redirects=False)
-        allow_private = self._services.settings.allow_private_urls
+        allow_private = self._allow_private_urls
         from a2a.types.a2a_pb2 import StreamResponse, TaskArtifactUpdateEvent
         from google.protobuf.json_format import MessageToDict
 

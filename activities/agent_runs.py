@@ -71,18 +71,20 @@ def _non_retryable(message: str, code: str) -> ApplicationError:
 
 
 class AgentRunActivities:
-    """Built once in the worker with the process's shared clients."""
+    """Built once in the worker. Besides the pool, the publisher, the settings and the Temporal
+    client, it keeps the whole bundle for the two callees that take it: tools (their context)
+    and alert evaluation."""
 
     def __init__(self, services: Services) -> None:
         self._services = services
+        self._pool = services.db.pool
+        self._publisher = services.publisher
+        self._settings = services.settings
+        self._temporal = services.temporal
         self._cancels = CancelWatcher(services.db.url)
 
-    @property
-    def _pool(self):  # type: ignore[no-untyped-def]
-        return self._services.db.pool
-
     def _events(self, ref: contract.RunRef) -> ev.RunEvents:
-        return ev.RunEvents(self._services.publisher, ref.org_id, ref.run_id, ref.agent_id)
+        return ev.RunEvents(self._publisher, ref.org_id, ref.run_id, ref.agent_id)
 
     async def _record_tool_call(
         self, ref: contract.RunRef, call: contract.ToolCall, status: str, **details: Any
@@ -203,7 +205,7 @@ class AgentRunActivities:
 
     async def _wake(self, run_id: str) -> None:
         """Tell a queued run's workflow it holds the conversation now."""
-        client = self._services.temporal
+        client = self._temporal
         if client is None:
             return  # its own claim at start-up finds the conversation handed to it
         from temporalio.service import RPCError
@@ -407,7 +409,7 @@ class AgentRunActivities:
         )
 
     async def _model_request(self, ref: contract.RunRef, agent: dict[str, Any]) -> ModelRequest:
-        settings = self._services.settings
+        settings = self._settings
         api_key: str | None = None
         if agent["api_key"]:
             try:
