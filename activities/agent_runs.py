@@ -19,25 +19,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
-from deeployd.agents import contract, store
+from deeployd.agents import contract, providers, store
 from deeployd.agents import events as ev
 from deeployd.agents.alerts import evaluate_org_rules, orgs_with_windowed_rules
 from deeployd.agents.cancellation import CancelWatcher
 from deeployd.agents.pricing import Pricing, cost_usd
-from deeployd.agents.providers import (
-    ChatMessage,
-    ModelRequest,
-    ProviderError,
-    ProviderEvent,
-    TextDelta,
-    ToolCall,
-    ToolCallRequest,
-    UsageReport,
-    default_api_key,
-    get_provider,
-    has_platform_key,
-    is_platform_endpoint,
-)
 from deeployd.agents.providers.base import estimate_tokens
 from deeployd.agents.turns import turn_separator
 from deeployd.netguard import UnsafeURLError, check_outbound_url
@@ -86,6 +72,18 @@ class AgentRunActivities:
     def _events(self, ref: contract.RunRef) -> ev.RunEvents:
         return ev.RunEvents(self._publisher, ref.org_id, ref.run_id, ref.agent_id)
 
+    async def _agent(self, ref: contract.RunRef) -> dict[str, Any]:
+        agent = await store.get_agent(self._pool, ref.org_id, ref.agent_id)
+        if agent is None:
+            raise _non_retryable("the agent was deleted", "agent_not_found")
+        return agent
+
+    async def _run_row(self, ref: contract.RunRef) -> dict[str, Any]:
+        row = await store.get_run(self._pool, ref.org_id, ref.run_id)
+        if row is None:
+            raise _non_retryable("the run row is gone", "run_not_found")
+        return row
+
     async def _record_tool_call(
         self, ref: contract.RunRef, call: contract.ToolCall, status: str, **details: Any
     ) -> None:
@@ -101,9 +99,7 @@ class AgentRunActivities:
     async def claim_run(self, request: contract.ClaimRunInput) -> contract.RunPlan:
         """Take the conversation if it is free (else the run stays queued) and start running."""
         ref = request.run
-        agent = await store.get_agent(self._pool, ref.org_id, ref.agent_id)
-        if agent is None:
-            raise _non_retryable("the agent was deleted", "agent_not_found")
+        agent = await self._agent(ref)
         claimed, status = await store.claim_conversation(
             self._pool, ref.org_id, ref.conversation_id, ref.run_id
         )
@@ -131,9 +127,7 @@ class AgentRunActivities:
     async def set_status(self, request: contract.SetStatusInput) -> None:
         """Move the run's status (running <-> input-required) and tell both streams."""
         ref = request.run
-        before = await store.get_run(self._pool, ref.org_id, ref.run_id)
-        if before is None:
-            raise _non_retryable("the run row is gone", "run_not_found")
+        before = await self._run_row(ref)
         if before["status"] in contract.TERMINAL:
             return  # a late status change (e.g. after a cancel) never reopens an ended run
         row = await store.update_run(self._pool, ref.org_id, ref.run_id, status=request.status)
@@ -170,9 +164,7 @@ class AgentRunActivities:
     async def finish_run(self, request: contract.FinishRunInput) -> contract.FinishResult:
         """Record the outcome, end the run's stream, hand the conversation on, evaluate alerts."""
         ref = request.run
-        before = await store.get_run(self._pool, ref.org_id, ref.run_id)
-        if before is None:
-            raise _non_retryable("the run row is gone", "run_not_found")
+        before = await self._run_row(ref)
         events = self._events(ref)
         if before["status"] not in contract.TERMINAL:
             text = request.text
@@ -236,12 +228,10 @@ class AgentRunActivities:
         """`call_model`'s work; `on_token` also gets each token the run's stream publishes (with
         the turn's separator), e.g. to build an A2A answer artifact."""
         ref = request.run
-        agent = await store.get_agent(self._pool, ref.org_id, ref.agent_id)
-        if agent is None:
-            raise _non_retryable("the agent was deleted", "agent_not_found")
+        agent = await self._agent(ref)
         model_request = await self._model_request(ref, agent)
         try:
-            provider = get_provider(agent["provider"])
+            provider = providers.get_provider(agent["provider"])
         except KeyError as exc:
             raise _non_retryable(str(exc.args[0]), "unknown_provider") from None
         pricing = Pricing.model_validate(agent["pricing"]) if agent["pricing"] else None
@@ -269,8 +259,8 @@ class AgentRunActivities:
         first_token_at: float | None = None
         last_progress = 0.0
         parts: list[str] = []
-        calls: list[ToolCall] = []
-        usage: UsageReport | None = None
+        calls: list[providers.ToolCall] = []
+        usage: providers.UsageReport | None = None
         prompt_estimate = sum(estimate_tokens(m.content or "") for m in model_request.messages)
         totals = request.totals
         in_flight: collections.deque[asyncio.Future[int]] = collections.deque()
@@ -280,13 +270,16 @@ class AgentRunActivities:
                 async with (
                     self._cancels.watch(ref.run_id) as cancel_notice,
                     contextlib.aclosing(
-                        cast(AsyncGenerator[ProviderEvent, None], provider.stream(model_request))
+                        cast(
+                            AsyncGenerator[providers.ProviderEvent, None],
+                            provider.stream(model_request),
+                        )
                     ) as stream,
                 ):
                     async for item in stream:
                         if cancel_notice.is_set():
                             break  # leaving the block closes the provider's stream
-                        if isinstance(item, TextDelta):
+                        if isinstance(item, providers.TextDelta):
                             if first_token_at is None:
                                 first_token_at = time.monotonic()
                             parts.append(item.text)
@@ -328,7 +321,7 @@ class AgentRunActivities:
                                         ),
                                     },
                                 )
-                        elif isinstance(item, ToolCallRequest):
+                        elif isinstance(item, providers.ToolCallRequest):
                             calls.append(item.call)
                             events.chat(
                                 ev.TOOL_CALL,
@@ -338,7 +331,7 @@ class AgentRunActivities:
                                     "toolCallId": item.call.id,
                                 },
                             )
-                        elif isinstance(item, UsageReport):
+                        elif isinstance(item, providers.UsageReport):
                             usage = item
                 if cancel_notice.is_set():
                     await events.flush()
@@ -349,7 +342,7 @@ class AgentRunActivities:
                     if activity.info().workflow_type != contract.AGENT_RUN_WORKFLOW:
                         await asyncio.sleep(CANCEL_GRACE_S)
                     raise _non_retryable("the run was cancelled", "cancelled")
-            except ProviderError as exc:
+            except providers.ProviderError as exc:
                 if exc.retryable:
                     raise ApplicationError(
                         exc.message, type=exc.code, next_retry_delay=_delay(exc.retry_after_s)
@@ -408,7 +401,9 @@ class AgentRunActivities:
             cost=cost,
         )
 
-    async def _model_request(self, ref: contract.RunRef, agent: dict[str, Any]) -> ModelRequest:
+    async def _model_request(
+        self, ref: contract.RunRef, agent: dict[str, Any]
+    ) -> providers.ModelRequest:
         settings = self._settings
         api_key: str | None = None
         if agent["api_key"]:
@@ -419,7 +414,7 @@ class AgentRunActivities:
             except MissingSecretError as exc:
                 raise _non_retryable(str(exc), "missing_secret") from None
             api_key = str(resolved)
-        elif has_platform_key(agent["provider"]) and not is_platform_endpoint(
+        elif providers.has_platform_key(agent["provider"]) and not providers.is_platform_endpoint(
             agent["provider"], agent["base_url"]
         ):
             # Never send the platform's key to a URL a tenant chose (agents stored before
@@ -428,7 +423,7 @@ class AgentRunActivities:
                 "an agent with a custom baseUrl needs its own apiKey (${secrets.NAME})", "auth"
             )
         else:
-            api_key = default_api_key(agent["provider"], settings, agent["base_url"])
+            api_key = providers.default_api_key(agent["provider"], settings, agent["base_url"])
         if agent["base_url"]:
             try:
                 await check_outbound_url(
@@ -437,15 +432,17 @@ class AgentRunActivities:
             except UnsafeURLError as exc:
                 raise _non_retryable(str(exc), "unsafe_url") from None
         history = await store.load_history(self._pool, ref.org_id, ref.conversation_id, ref.run_id)
-        messages: list[ChatMessage] = []
+        messages: list[providers.ChatMessage] = []
         if agent["system_prompt"]:
-            messages.append(ChatMessage(role="system", content=agent["system_prompt"]))
+            messages.append(providers.ChatMessage(role="system", content=agent["system_prompt"]))
         for row in history:
             messages.append(
-                ChatMessage(
+                providers.ChatMessage(
                     role=row["role"],
                     content=row["content"],
-                    tool_calls=[ToolCall.model_validate(c) for c in row["tool_calls"] or []],
+                    tool_calls=[
+                        providers.ToolCall.model_validate(c) for c in row["tool_calls"] or []
+                    ],
                     tool_call_id=row["tool_call_id"],
                 )
             )
@@ -455,7 +452,7 @@ class AgentRunActivities:
             tools = tool_specs(agent["tools"] or [])
         except KeyError as exc:
             raise _non_retryable(str(exc.args[0]), "unknown_tool") from None
-        return ModelRequest(
+        return providers.ModelRequest(
             provider=agent["provider"],
             model=agent["model"],
             messages=messages,

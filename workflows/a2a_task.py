@@ -46,18 +46,6 @@ with workflow.unsafe.imports_passed_through():
     from deeployd.a2a.store import message_data, message_text
     from deeployd.a2a.tools import ASK_USER
     from deeployd.agents import contract as runs
-    from deeployd.agents.contract import (
-        CallModelInput,
-        ClaimRunInput,
-        ExecuteToolInput,
-        FinishRunInput,
-        ModelTurn,
-        RunPlan,
-        RunRef,
-        SetStatusInput,
-        ToolCall,
-        UsageTotals,
-    )
     from workflows import agent_loop as loop
 
 
@@ -79,7 +67,7 @@ class A2ATaskWorkflow:
         self._state = "submitted"
         self._inbox: list[dict[str, Any]] = []
         self._question: str | None = None
-        self._pending: ToolCall | None = None
+        self._pending: runs.ToolCall | None = None
         self._loop = loop.AgentLoop()
         self._answer = ""
         self._answer_started = False
@@ -122,7 +110,7 @@ class A2ATaskWorkflow:
     @workflow.run
     async def run(self, request: A2ATaskInput) -> TaskOutcome:
         ref = self._ref = request.task
-        run: RunRef | None = None
+        run: runs.RunRef | None = None
         try:
             plan = await self._activity(
                 contract.BEGIN_TASK, BeginTaskInput(task=ref), TaskPlan, timeout_s=60
@@ -151,11 +139,11 @@ class A2ATaskWorkflow:
         await self._end(run, "completed", text=text)
         return TaskOutcome(state="completed", text=text)
 
-    async def _claim(self, run: RunRef) -> None:
+    async def _claim(self, run: runs.RunRef) -> None:
         # A context's conversation may still be busy with another task's run: wait our turn.
         while True:
             claimed = await self._activity(
-                runs.CLAIM_RUN, ClaimRunInput(run=run), RunPlan, timeout_s=30
+                runs.CLAIM_RUN, runs.ClaimRunInput(run=run), runs.RunPlan, timeout_s=30
             )
             if claimed.claimed:
                 return
@@ -163,22 +151,22 @@ class A2ATaskWorkflow:
                 raise ApplicationError("the run ended before it started", type="run_ended")
             await workflow.sleep(CLAIM_RETRY)
 
-    async def _run_loop(self, run: RunRef, plan: TaskPlan) -> str:
+    async def _run_loop(self, run: runs.RunRef, plan: TaskPlan) -> str:
         ref = self._ref
         assert ref is not None
 
-        async def call_model(turn: int, totals: UsageTotals) -> ModelTurn:
+        async def call_model(turn: int, totals: runs.UsageTotals) -> runs.ModelTurn:
             return await loop.model_activity(
                 contract.MODEL_TURN,
                 ModelTurnInput(
                     task=ref,
-                    call=CallModelInput(run=run, turn=turn, totals=totals),
+                    call=runs.CallModelInput(run=run, turn=turn, totals=totals),
                     artifact_id=self._artifact_id(),
                     answer_started=self._answer_started,
                 ),
             )
 
-        def after_model(result: ModelTurn) -> None:
+        def after_model(result: runs.ModelTurn) -> None:
             if result.text:
                 # The separator is what the answer artifact's chunks already carry (from the
                 # run's tokens); histories recorded before it existed read "" here.
@@ -186,7 +174,7 @@ class A2ATaskWorkflow:
                 self._answer_started = True
             self._check_cancel()
 
-        async def run_tool(call: ToolCall) -> None:
+        async def run_tool(call: runs.ToolCall) -> None:
             await self._run_tool(run, plan, call)
 
         await self._loop.run(
@@ -194,7 +182,7 @@ class A2ATaskWorkflow:
         )
         return self._answer
 
-    async def _run_tool(self, run: RunRef, plan: TaskPlan, call: ToolCall) -> None:
+    async def _run_tool(self, run: runs.RunRef, plan: TaskPlan, call: runs.ToolCall) -> None:
         assert self._ref is not None
         decision: Literal["auto", "approved", "rejected"] = "auto"
         comment: str | None = None
@@ -216,20 +204,22 @@ class A2ATaskWorkflow:
                 contract.TOOL_CALL,
                 ToolCallInput(
                     task=self._ref,
-                    call=ExecuteToolInput(run=run, call=call, decision=decision, comment=comment),
+                    call=runs.ExecuteToolInput(
+                        run=run, call=call, decision=decision, comment=comment
+                    ),
                 ),
                 start_to_close_timeout=timedelta(minutes=6),
                 retry_policy=loop.TOOL_RETRY,
             ),
             lambda message: self._activity(
                 runs.EXECUTE_TOOL,
-                ExecuteToolInput(run=run, call=call, decision="failed", comment=message),
+                runs.ExecuteToolInput(run=run, call=call, decision="failed", comment=message),
                 None,
                 timeout_s=30,
             ),
         )
 
-    async def _ask(self, run: RunRef, call: ToolCall) -> dict[str, Any]:
+    async def _ask(self, run: runs.RunRef, call: runs.ToolCall) -> dict[str, Any]:
         """input-required until a follow-up message arrives; returns that message."""
         if call.name == ASK_USER:
             question = str(call.arguments.get("question") or "The agent needs your input.")
@@ -243,7 +233,7 @@ class A2ATaskWorkflow:
         await self._set_state(
             "input-required",
             agent_text=question,
-            run_status=SetStatusInput(run=run, status="input-required", approval_for=call),
+            run_status=runs.SetStatusInput(run=run, status="input-required", approval_for=call),
         )
         await self._push()
         await workflow.wait_condition(lambda: bool(self._inbox))
@@ -253,7 +243,7 @@ class A2ATaskWorkflow:
         await self._set_state(
             "working",
             user_message=answer,
-            run_status=SetStatusInput(run=run, status="running"),
+            run_status=runs.SetStatusInput(run=run, status="running"),
         )
         await self._push()
         return answer
@@ -276,8 +266,8 @@ class A2ATaskWorkflow:
         user_message: dict[str, Any] | None = None,
         error: str | None = None,
         answer: str | None = None,
-        run_status: SetStatusInput | None = None,
-        finish_run: FinishRunInput | None = None,
+        run_status: runs.SetStatusInput | None = None,
+        finish_run: runs.FinishRunInput | None = None,
     ) -> None:
         assert self._ref is not None
         self._state = state
@@ -319,7 +309,7 @@ class A2ATaskWorkflow:
 
     async def _end(
         self,
-        run: RunRef | None,
+        run: runs.RunRef | None,
         state: str,
         *,
         text: str | None = None,
@@ -328,7 +318,7 @@ class A2ATaskWorkflow:
     ) -> None:
         finish = None
         if run is not None:
-            finish = FinishRunInput(
+            finish = runs.FinishRunInput(
                 run=run, status=run_status_for(state), text=text, error=error, error_code=code
             )
         answer = text if state == "completed" and self._answer_started else None
