@@ -8,123 +8,52 @@ and a resubscribing client see), then the event (what live readers see).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from typing import Any
 
 import httpx
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agent_runs import (
-    AgentRunActivities,
-    CallModelInput,
-    ClaimRunInput,
-    ExecuteToolInput,
-    FinishRunInput,
-    ModelTurn,
-    RunRef,
-    SetStatusInput,
-    ToolOutcome,
-)
+from activities.agent_runs import AgentRunActivities
+from deeployd.a2a import contract, store
 from deeployd.a2a import events as tev
-from deeployd.a2a import store
-from deeployd.a2a.chunks import ANSWER_ARTIFACT_NAME, ArtifactChunker, TeePublisher
+from deeployd.a2a.chunks import ANSWER_ARTIFACT_NAME, ArtifactChunker
 from deeployd.a2a.tools import ASK_USER
+from deeployd.agents import contract as runs
+from deeployd.agents import store as run_store
 from deeployd.eventlog import EventFilter, read_events
 from deeployd.ids import new_id
-from deeployd.models.a2a import TERMINAL_STATES
 from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.services import Services
 
 log = logging.getLogger(__name__)
 
+
 PUSH_TIMEOUT_S = 10.0
 PUSH_BATCH = 500
 
 
-class TaskRef(BaseModel):
-    task_id: str
-    org_id: str
-    agent_id: str
-    context_id: str
-
-
-class BeginTaskInput(BaseModel):
-    task: TaskRef
-
-
-class TaskPlan(BaseModel):
-    rejected: bool = False
-    reason: str | None = None
-    run: RunRef | None = None
-    claimed: bool = False  # the run holds its conversation (else: claim again later)
-    approval_required: list[str] = []
-    has_push: bool = False
-
-
-class ModelTurnInput(BaseModel):
-    task: TaskRef
-    call: CallModelInput
-    artifact_id: str
-    answer_started: bool  # a chunk of the answer artifact was already published
-
-
-class ToolCallInput(BaseModel):
-    task: TaskRef
-    call: ExecuteToolInput
-
-
-class SetStateInput(BaseModel):
-    task: TaskRef
-    state: str
-    agent_text: str | None = None  # the agent's message for this status (e.g. its question)
-    user_message: dict[str, Any] | None = None  # a caller's follow-up (A2A Message JSON)
-    error: str | None = None
-    # On completion: the whole answer artifact, published as the last chunk and stored.
-    answer: str | None = None
-    artifact_id: str | None = None
-    # The agent run's own bookkeeping, done in the same activity after the task's update:
-    run_status: SetStatusInput | None = None  # running <-> input-required
-    finish_run: FinishRunInput | None = None  # the run ends (before the task's final state)
-
-
-class StateResult(BaseModel):
-    has_push: bool
-    changed: bool
-    already_ended: bool = False  # the task had ended before: nothing was written
-
-
-class PushInput(BaseModel):
-    task: TaskRef
-    after: int
-
-
 class A2AActivities:
-    """Built once in the worker with the process's shared clients."""
+    """Built once in the worker. Uses the database pool, the event publisher, the outbound-URL
+    setting and the agent-run activities (whose work a task's agent run is)."""
 
-    def __init__(self, services: Services) -> None:
-        self._services = services
+    def __init__(self, services: Services, runs: AgentRunActivities | None = None) -> None:
+        self._pool = services.db.pool
+        self._publisher = services.publisher
+        self._allow_private_urls = services.settings.allow_private_urls
         self._http: httpx.AsyncClient | None = None
-        # The agent-run activities, run in-process with a publisher that also feeds this
-        # task's artifact chunks (one instance: it holds the worker's cancel listener).
-        self._tee = TeePublisher(services.publisher)
-        self._runs = AgentRunActivities(
-            dataclasses.replace(services, publisher=self._tee)  # type: ignore[arg-type]
-        )
-
-    @property
-    def _pool(self):  # type: ignore[no-untyped-def]
-        return self._services.db.pool
+        # The agent-run activities' work, run in-process: the task's artifacts are fed from the
+        # tokens and tool results they hand over. Pass the worker's instance to share its
+        # cancel listener.
+        self._runs = runs if runs is not None else AgentRunActivities(services)
 
     # --- set-up -------------------------------------------------------------------------------
 
-    @activity.defn(name="a2a_begin_task")
-    async def begin_task(self, request: BeginTaskInput) -> TaskPlan:
+    @activity.defn(name=contract.BEGIN_TASK)
+    async def begin_task(self, request: contract.BeginTaskInput) -> contract.TaskPlan:
         """Create the task's conversation, run and user message (once), and move to working."""
         ref = request.task
         row = await store.get_task(self._pool, ref.org_id, ref.task_id)
@@ -140,17 +69,17 @@ class A2AActivities:
             )
             agent = await cur.fetchone()
         if agent is None:
-            return TaskPlan(rejected=True, reason="the agent no longer exists")
+            return contract.TaskPlan(rejected=True, reason="the agent no longer exists")
         run_id = row["run_id"]
         conversation_id = row["conversation_id"]
         if run_id is None:  # first attempt (a retry finds the run it created)
             run_id, conversation_id = await self._create_run(ref, row, agent)
-        run = RunRef(
+        run = runs.RunRef(
             run_id=run_id, org_id=ref.org_id, agent_id=ref.agent_id, conversation_id=conversation_id
         )
         state = await self._set_state(ref, "working")
-        claim = await self._runs.claim_run(ClaimRunInput(run=run))
-        return TaskPlan(
+        claim = await self._runs.claim_run(runs.ClaimRunInput(run=run))
+        return contract.TaskPlan(
             run=run,
             claimed=claim.claimed,
             approval_required=list(agent["approval_required"] or []),
@@ -158,7 +87,7 @@ class A2AActivities:
         )
 
     async def _create_run(
-        self, ref: TaskRef, row: dict[str, Any], agent: dict[str, Any]
+        self, ref: contract.TaskRef, row: dict[str, Any], agent: dict[str, Any]
     ) -> tuple[str, str]:
         """The agent-run rows this task drives: a run in a conversation of the task's context.
 
@@ -175,9 +104,9 @@ class A2AActivities:
                 "ON c.id = t.conversation_id WHERE t.org_id = %s AND t.context_id = %s "
                 "AND t.conversation_id IS NOT NULL AND c.agent_id = %s "
                 "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.conversation_id = c.id "
-                "  AND r.status IN ('queued', 'running', 'input-required')) "
+                "  AND r.status = ANY(%s)) "
                 "ORDER BY t.created_at DESC LIMIT 1",
-                (ref.org_id, ref.context_id, ref.agent_id),
+                (ref.org_id, ref.context_id, ref.agent_id, list(runs.ACTIVE)),
             )
             existing = await cur.fetchone()
             if existing is not None:
@@ -189,25 +118,17 @@ class A2AActivities:
                     "created_at, updated_at) VALUES (%s, %s, %s, %s, 'enqueue', now(), now())",
                     (conversation_id, ref.org_id, ref.agent_id, f"A2A context {ref.context_id}"),
                 )
-            await cur.execute(
-                "INSERT INTO runs (id, org_id, agent_id, agent_name, conversation_id, message_id, "
-                "status, workflow_id, tool_calls, created_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, 'queued', %s, %s, clock_timestamp())",
-                (
-                    run_id,
-                    ref.org_id,
-                    ref.agent_id,
-                    agent["name"],
-                    conversation_id,
-                    message_id,
-                    row["workflow_id"],
-                    Jsonb([]),
-                ),
-            )
-            await cur.execute(
-                "INSERT INTO messages (id, org_id, conversation_id, run_id, role, content, "
-                "tool_calls, created_at) VALUES (%s, %s, %s, %s, 'user', %s, %s, now())",
-                (message_id, ref.org_id, conversation_id, run_id, content, Jsonb([])),
+            await run_store.insert_run_with_message(
+                conn,
+                org_id=ref.org_id,
+                run_id=run_id,
+                message_id=message_id,
+                agent_id=ref.agent_id,
+                agent_name=agent["name"],
+                conversation_id=conversation_id,
+                content=content,
+                workflow_id=row["workflow_id"],
+                claimed=False,  # the task's first claim takes the conversation
             )
             await cur.execute(
                 "UPDATE a2a_tasks SET run_id = %s, conversation_id = %s WHERE id = %s "
@@ -218,13 +139,12 @@ class A2AActivities:
 
     # --- the agent's work ---------------------------------------------------------------------
 
-    @activity.defn(name="a2a_model_turn")
-    async def model_turn(self, request: ModelTurnInput) -> ModelTurn:
+    @activity.defn(name=contract.MODEL_TURN)
+    async def model_turn(self, request: contract.ModelTurnInput) -> runs.ModelTurn:
         """One model call of the run, its tokens also streamed as chunks of the answer artifact."""
         ref = request.task
-        run_stream = f"run:{request.call.run.run_id}"
         chunker = ArtifactChunker(
-            self._services.publisher,
+            self._publisher,
             org_id=ref.org_id,
             task_id=ref.task_id,
             context_id=ref.context_id,
@@ -233,34 +153,26 @@ class A2AActivities:
             started=request.answer_started or activity.info().attempt > 1,
         )
 
-        def on_event(event_type: str, data: dict[str, Any]) -> None:
-            if event_type == "token":
-                chunker.add(str(data.get("token", "")))
-
         try:
-            with self._tee.watch(run_stream, on_event):
-                return await self._runs.call_model(request.call)
+            return await self._runs.stream_model_turn(request.call, on_token=chunker.add)
         finally:
             chunker.flush()
-            await self._services.publisher.flush()
+            await self._publisher.flush()
 
-    @activity.defn(name="a2a_tool_call")
-    async def tool_call(self, request: ToolCallInput) -> ToolOutcome:
+    @activity.defn(name=contract.TOOL_CALL)
+    async def tool_call(self, request: contract.ToolCallInput) -> runs.ToolOutcome:
         """Run one tool through the agent-run activity; its result becomes a data artifact."""
         ref = request.task
         call = request.call.call
-        run_stream = f"run:{request.call.run.run_id}"
-        publisher = self._services.publisher
+        publisher = self._publisher
 
-        def on_event(event_type: str, data: dict[str, Any]) -> None:
-            if event_type != "tool_result" or call.name == ASK_USER:
-                return
-            if request.call.decision in ("rejected", "failed"):
+        def on_result(result: Any) -> None:
+            if call.name == ASK_USER or request.call.decision in ("rejected", "failed"):
                 return
             artifact = {
                 "artifactId": f"tool-{call.id}",
                 "name": f"tool:{call.name}",
-                "parts": [{"data": _json_value(data.get("result"))}],
+                "parts": [{"data": _json_value(result)}],
                 "metadata": {"toolCallId": call.id, "tool": call.name},
             }
             publisher.publish_nowait(
@@ -279,8 +191,7 @@ class A2AActivities:
             pending_artifacts.append(artifact)
 
         pending_artifacts: list[dict[str, Any]] = []
-        with self._tee.watch(run_stream, on_event):
-            outcome = await self._runs.execute_tool(request.call)
+        outcome = await self._runs.run_tool_call(request.call, on_result=on_result)
         for artifact in pending_artifacts:
             await store.update_task(self._pool, ref.org_id, ref.task_id, artifact=artifact)
         await publisher.flush()
@@ -288,8 +199,8 @@ class A2AActivities:
 
     # --- state --------------------------------------------------------------------------------
 
-    @activity.defn(name="a2a_set_state")
-    async def set_state(self, request: SetStateInput) -> StateResult:
+    @activity.defn(name=contract.SET_STATE)
+    async def set_state(self, request: contract.SetStateInput) -> contract.StateResult:
         """Move the task's state (and the run's status, or end the run, alongside).
 
         An update that finds the task already ended writes nothing, so the run's final status
@@ -298,8 +209,8 @@ class A2AActivities:
         """
         ref = request.task
         row = await store.get_task(self._pool, ref.org_id, ref.task_id)
-        if row is not None and row["state"] in TERMINAL_STATES:
-            return StateResult(has_push=False, changed=False, already_ended=True)
+        if row is not None and row["state"] in contract.TERMINAL_STATES:
+            return contract.StateResult(has_push=False, changed=False, already_ended=True)
         if request.finish_run is not None:
             await self._runs.finish_run(request.finish_run)
         result = await self._set_state(
@@ -317,7 +228,7 @@ class A2AActivities:
 
     async def _set_state(
         self,
-        ref: TaskRef,
+        ref: contract.TaskRef,
         state: str,
         *,
         agent_text: str | None = None,
@@ -325,9 +236,9 @@ class A2AActivities:
         error: str | None = None,
         answer: str | None = None,
         artifact_id: str | None = None,
-    ) -> StateResult:
+    ) -> contract.StateResult:
         pool = self._pool
-        publisher = self._services.publisher
+        publisher = self._publisher
         before = await store.get_task(pool, ref.org_id, ref.task_id)
         if before is None:
             raise ApplicationError(
@@ -336,9 +247,9 @@ class A2AActivities:
         if before["state"] == state and user_message is None:
             # A retry of an activity whose update already happened: nothing to publish twice.
             configs = await store.push_configs(pool, ref.org_id, ref.task_id)
-            return StateResult(has_push=bool(configs), changed=False)
-        if before["state"] in ("completed", "failed", "canceled", "rejected"):
-            return StateResult(has_push=False, changed=False, already_ended=True)
+            return contract.StateResult(has_push=bool(configs), changed=False)
+        if before["state"] in contract.TERMINAL_STATES:
+            return contract.StateResult(has_push=False, changed=False, already_ended=True)
         agent_message = None
         if agent_text is not None:
             agent_message = store.text_message(
@@ -370,30 +281,33 @@ class A2AActivities:
             error=error,
         )
         assert row is not None
-        if user_message is not None:
-            publisher.publish_nowait(
-                ref.org_id,
-                tev.task_stream(ref.task_id),
-                tev.MESSAGE,
-                tev.message_data(ref.task_id, ref.context_id, user_message),
-            )
-        if artifact is not None:
-            # The last chunk carries the whole artifact (readers may finalize from it alone).
-            publisher.publish_nowait(
-                ref.org_id,
-                tev.task_stream(ref.task_id),
-                tev.ARTIFACT_UPDATE,
-                tev.artifact_data(
-                    ref.task_id, ref.context_id, artifact, chunk="", append=True, last_chunk=True
-                ),
-            )
-        if agent_message is not None:
-            publisher.publish_nowait(
-                ref.org_id,
-                tev.task_stream(ref.task_id),
-                tev.MESSAGE,
-                tev.message_data(ref.task_id, ref.context_id, agent_message),
-            )
+        stream = tev.task_stream(ref.task_id)
+        # In order: the caller's message, the answer, the agent's message, then the status.
+        for message in (user_message, artifact, agent_message):
+            if message is None:
+                continue
+            if message is artifact:
+                # The last chunk carries the whole artifact (readers may finalize from it alone).
+                publisher.publish_nowait(
+                    ref.org_id,
+                    stream,
+                    tev.ARTIFACT_UPDATE,
+                    tev.artifact_data(
+                        ref.task_id,
+                        ref.context_id,
+                        artifact,
+                        chunk="",
+                        append=True,
+                        last_chunk=True,
+                    ),
+                )
+            else:
+                publisher.publish_nowait(
+                    ref.org_id,
+                    stream,
+                    tev.MESSAGE,
+                    tev.message_data(ref.task_id, ref.context_id, message),
+                )
         await publisher.publish(
             ref.org_id,
             tev.task_stream(ref.task_id),
@@ -403,12 +317,12 @@ class A2AActivities:
             ),
         )
         configs = await store.push_configs(pool, ref.org_id, ref.task_id)
-        return StateResult(has_push=bool(configs), changed=True)
+        return contract.StateResult(has_push=bool(configs), changed=True)
 
     # --- push notifications ------------------------------------------------------------------
 
-    @activity.defn(name="a2a_push_notify")
-    async def push_notify(self, request: PushInput) -> int:
+    @activity.defn(name=contract.PUSH_NOTIFY)
+    async def push_notify(self, request: contract.PushInput) -> int:
         """POST every task event after `after` to each registered config; returns the new cursor.
 
         Each event goes out as an A2A `StreamResponse` JSON with the config's token in
@@ -431,7 +345,7 @@ class A2AActivities:
             return request.after
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=PUSH_TIMEOUT_S, follow_redirects=False)
-        allow_private = self._services.settings.allow_private_urls
+        allow_private = self._allow_private_urls
         from a2a.types.a2a_pb2 import StreamResponse, TaskArtifactUpdateEvent
         from google.protobuf.json_format import MessageToDict
 

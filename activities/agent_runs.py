@@ -12,34 +12,19 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
-from typing import Any, Literal, cast
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, cast
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
+from deeployd.agents import contract, providers, store
 from deeployd.agents import events as ev
-from deeployd.agents import store
 from deeployd.agents.alerts import evaluate_org_rules, orgs_with_windowed_rules
 from deeployd.agents.cancellation import CancelWatcher
 from deeployd.agents.pricing import Pricing, cost_usd
-from deeployd.agents.providers import (
-    ChatMessage,
-    ModelRequest,
-    ProviderError,
-    ProviderEvent,
-    TextDelta,
-    ToolCall,
-    ToolCallRequest,
-    UsageReport,
-    default_api_key,
-    get_provider,
-    has_platform_key,
-    is_platform_endpoint,
-)
 from deeployd.agents.providers.base import estimate_tokens
-from deeployd.agents.service import TERMINAL
 from deeployd.agents.turns import turn_separator
 from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.secretstore import MissingSecretError, SecretStore
@@ -47,13 +32,13 @@ from deeployd.services import Services
 
 log = logging.getLogger(__name__)
 
+
 # `run:progress` goes out at most this often per run (the Command Center is a dashboard, not a
 # token stream).
 PROGRESS_INTERVAL_S = 0.25
 # A model call heartbeats this often from a side task, so a slow first token never looks like
 # a dead worker, and cancellation reaches the activity at the next heartbeat response.
 HEARTBEAT_INTERVAL_S = 0.5
-_TERMINAL = ("completed", "failed", "cancelled")
 # After a cancel notice, how long the activity waits for Temporal's own cancellation.
 CANCEL_GRACE_S = 30.0
 # Bounded buffers: at most this many of a run's tokens wait for the event log at once (a slow
@@ -63,90 +48,8 @@ MAX_TOKENS_IN_FLIGHT = 1000
 MAX_ANSWER_CHARS = 2_000_000
 
 
-class RunRef(BaseModel):
-    run_id: str
-    org_id: str
-    agent_id: str
-    conversation_id: str
-
-
-class ClaimRunInput(BaseModel):
-    run: RunRef
-
-
-class RunPlan(BaseModel):
-    claimed: bool
-    status: str
-    agent_name: str = ""
-    approval_required: list[str] = Field(default_factory=list)
-    approval_timeout_ms: int | None = None
-
-
-class UsageTotals(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-
-
-class CallModelInput(BaseModel):
-    run: RunRef
-    turn: int
-    totals: UsageTotals  # before this call; the activity writes totals + this call (idempotent)
-    # Return at most this much of the text (None: all of it). AgentRunWorkflow sets
-    # MAX_INLINE_TEXT and reads the whole answer from the messages table at the end.
-    max_inline_text: int | None = None
-
-
-# AgentRunWorkflow sees at most this much of an answer; the whole text is in the messages table
-# (a long answer must not bloat the workflow history — finish_run reads it from there).
-MAX_INLINE_TEXT = 4000
-
-
-class ModelTurn(BaseModel):
-    text: str  # all of it, or the first `max_inline_text` characters
-    text_chars: int = 0  # the whole text's length
-    # What the stream put before this turn's first token to set it apart from the run's earlier
-    # text ("" for the first turn, or when there was whitespace at the seam already).
-    separator: str = ""
-    tool_calls: list[ToolCall] = Field(default_factory=list)
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
-
-
-class ExecuteToolInput(BaseModel):
-    run: RunRef
-    call: ToolCall
-    decision: Literal["auto", "approved", "rejected", "failed"] = "auto"
-    comment: str | None = None
-
-
-class ToolOutcome(BaseModel):
-    tool_call_id: str
-    ok: bool
-
-
-class SetStatusInput(BaseModel):
-    run: RunRef
-    status: str
-    approval_for: ToolCall | None = None  # moving to input-required: the call awaiting a human
-
-
-class FinishRunInput(BaseModel):
-    run: RunRef
-    status: Literal["completed", "failed", "cancelled"]
-    text: str | None = None
-    final_turn: int | None = None  # the answer is that turn's stored assistant message
-    error: str | None = None
-    error_code: str | None = None
-
-
-class FinishResult(BaseModel):
-    next_run_id: str | None = None
-
-
-class SweepAlertsInput(BaseModel):
-    pass
+TokenListener = Callable[[str], None]
+ResultListener = Callable[[Any], None]
 
 
 def _non_retryable(message: str, code: str) -> ApplicationError:
@@ -154,32 +57,53 @@ def _non_retryable(message: str, code: str) -> ApplicationError:
 
 
 class AgentRunActivities:
-    """Built once in the worker with the process's shared clients."""
+    """Built once in the worker. Besides the pool, the publisher, the settings and the Temporal
+    client, it keeps the whole bundle for the two callees that take it: tools (their context)
+    and alert evaluation."""
 
     def __init__(self, services: Services) -> None:
         self._services = services
+        self._pool = services.db.pool
+        self._publisher = services.publisher
+        self._settings = services.settings
+        self._temporal = services.temporal
         self._cancels = CancelWatcher(services.db.url)
 
-    @property
-    def _pool(self):  # type: ignore[no-untyped-def]
-        return self._services.db.pool
+    def _events(self, ref: contract.RunRef) -> ev.RunEvents:
+        return ev.RunEvents(self._publisher, ref.org_id, ref.run_id, ref.agent_id)
 
-    def _events(self, ref: RunRef) -> ev.RunEvents:
-        return ev.RunEvents(self._services.publisher, ref.org_id, ref.run_id, ref.agent_id)
-
-    # --- lifecycle ----------------------------------------------------------------------------
-
-    @activity.defn
-    async def claim_run(self, request: ClaimRunInput) -> RunPlan:
-        """Take the conversation if it is free (else the run stays queued) and start running."""
-        ref = request.run
+    async def _agent(self, ref: contract.RunRef) -> dict[str, Any]:
         agent = await store.get_agent(self._pool, ref.org_id, ref.agent_id)
         if agent is None:
             raise _non_retryable("the agent was deleted", "agent_not_found")
+        return agent
+
+    async def _run_row(self, ref: contract.RunRef) -> dict[str, Any]:
+        row = await store.get_run(self._pool, ref.org_id, ref.run_id)
+        if row is None:
+            raise _non_retryable("the run row is gone", "run_not_found")
+        return row
+
+    async def _record_tool_call(
+        self, ref: contract.RunRef, call: contract.ToolCall, status: str, **details: Any
+    ) -> None:
+        """Add (or update) the call in the run's `toolCalls` list."""
+        entry = {"toolCallId": call.id, "name": call.name, "arguments": call.arguments}
+        await store.append_tool_call(
+            self._pool, ref.org_id, ref.run_id, {**entry, "status": status, **details}
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @activity.defn(name=contract.CLAIM_RUN)
+    async def claim_run(self, request: contract.ClaimRunInput) -> contract.RunPlan:
+        """Take the conversation if it is free (else the run stays queued) and start running."""
+        ref = request.run
+        agent = await self._agent(ref)
         claimed, status = await store.claim_conversation(
             self._pool, ref.org_id, ref.conversation_id, ref.run_id
         )
-        plan = RunPlan(
+        plan = contract.RunPlan(
             claimed=claimed,
             status=status,
             agent_name=agent["name"],
@@ -194,26 +118,17 @@ class AgentRunActivities:
         )
         if row is None:
             raise _non_retryable("the run row is gone", "run_not_found")
-        events = self._events(ref)
         if previous == "queued":  # first claim (a retry after a crash finds it running already)
-            item = ev.run_item(row)
-            events.command_center(ev.RUN_STARTED, {"run": item})
-            events.command_center(
-                ev.RUN_STATUS_CHANGED,
-                {"status": "running", "previousStatus": previous, "run": item},
-            )
-            await events.flush()
+            await ev.announce_claimed(self._events(ref), row)
         plan.status = "running"
         return plan
 
-    @activity.defn
-    async def set_status(self, request: SetStatusInput) -> None:
+    @activity.defn(name=contract.SET_STATUS)
+    async def set_status(self, request: contract.SetStatusInput) -> None:
         """Move the run's status (running <-> input-required) and tell both streams."""
         ref = request.run
-        before = await store.get_run(self._pool, ref.org_id, ref.run_id)
-        if before is None:
-            raise _non_retryable("the run row is gone", "run_not_found")
-        if before["status"] in TERMINAL:
+        before = await self._run_row(ref)
+        if before["status"] in contract.TERMINAL:
             return  # a late status change (e.g. after a cancel) never reopens an ended run
         row = await store.update_run(self._pool, ref.org_id, ref.run_id, status=request.status)
         if row is None:
@@ -230,42 +145,28 @@ class AgentRunActivities:
                     "runId": ref.run_id,  # where to POST the decision
                 },
             )
-            await store.append_tool_call(
-                self._pool,
-                ref.org_id,
-                ref.run_id,
-                {
-                    "toolCallId": call.id,
-                    "name": call.name,
-                    "arguments": call.arguments,
-                    "status": "awaiting_approval",
-                },
-            )
+            await self._record_tool_call(ref, call, "awaiting_approval")
         if before["status"] != request.status:
+            approval_for = request.approval_for
             events.command_center(
                 ev.RUN_STATUS_CHANGED,
-                {
-                    "status": request.status,
-                    "previousStatus": before["status"],
-                    "run": ev.run_item(row),
-                    **(
-                        {"toolCallId": request.approval_for.id, "tool": request.approval_for.name}
-                        if request.approval_for
-                        else {}
-                    ),
-                },
+                contract.RunStatusChanged(
+                    status=request.status,
+                    previous_status=before["status"],
+                    run=ev.run_item(row),
+                    tool_call_id=approval_for.id if approval_for else None,
+                    tool=approval_for.name if approval_for else None,
+                ).data(),
             )
         await events.flush()
 
-    @activity.defn
-    async def finish_run(self, request: FinishRunInput) -> FinishResult:
+    @activity.defn(name=contract.FINISH_RUN)
+    async def finish_run(self, request: contract.FinishRunInput) -> contract.FinishResult:
         """Record the outcome, end the run's stream, hand the conversation on, evaluate alerts."""
         ref = request.run
-        before = await store.get_run(self._pool, ref.org_id, ref.run_id)
-        if before is None:
-            raise _non_retryable("the run row is gone", "run_not_found")
+        before = await self._run_row(ref)
         events = self._events(ref)
-        if before["status"] not in _TERMINAL:
+        if before["status"] not in contract.TERMINAL:
             text = request.text
             if request.final_turn is not None:
                 text = await store.turn_text(self._pool, ref.org_id, ref.run_id, request.final_turn)
@@ -280,36 +181,9 @@ class AgentRunActivities:
                 completed_at="now()",
             )
             assert row is not None
-            item = ev.run_item(row)
-            usage = item["tokenUsage"]
-            if request.status == "completed":
-                events.chat(ev.DONE, {"usage": usage, "cost": row["cost"]})
-            else:
-                events.chat(
-                    ev.ERROR,
-                    {
-                        "message": request.error or request.status,
-                        "code": request.error_code or request.status,
-                    },
-                )
-            events.command_center(
-                ev.RUN_STATUS_CHANGED,
-                {"status": request.status, "previousStatus": before["status"], "run": item},
+            await ev.announce_end(
+                events, row, before["status"], error=request.error, code=request.error_code
             )
-            if request.status == "completed":
-                events.command_center(
-                    ev.RUN_COMPLETED,
-                    {"result": text, "usage": usage, "cost": row["cost"], "run": item},
-                )
-            elif request.status == "failed":
-                events.command_center(
-                    ev.RUN_ERROR,
-                    {
-                        "error": {"message": request.error, "code": request.error_code},
-                        "run": item,
-                    },
-                )
-            await events.flush()
         next_run = await store.release_conversation(
             self._pool, ref.org_id, ref.conversation_id, ref.run_id
         )
@@ -319,22 +193,22 @@ class AgentRunActivities:
             await evaluate_org_rules(self._services, ref.org_id, run_id=ref.run_id)
         except Exception:  # alerting must never fail a run
             log.exception("alert evaluation failed for org %s", ref.org_id)
-        return FinishResult(next_run_id=next_run)
+        return contract.FinishResult(next_run_id=next_run)
 
     async def _wake(self, run_id: str) -> None:
         """Tell a queued run's workflow it holds the conversation now."""
-        client = self._services.temporal
+        client = self._temporal
         if client is None:
             return  # its own claim at start-up finds the conversation handed to it
         from temporalio.service import RPCError
 
         try:
-            await client.get_workflow_handle(f"run-{run_id}").signal("proceed")
+            await client.get_workflow_handle(contract.workflow_id(run_id)).signal(contract.PROCEED)
         except RPCError as exc:  # not started yet: its first claim will succeed
             log.info("could not signal run %s: %s", run_id, exc)
 
-    @activity.defn
-    async def sweep_alert_rules(self, request: SweepAlertsInput) -> int:
+    @activity.defn(name=contract.SWEEP_ALERT_RULES)
+    async def sweep_alert_rules(self, request: contract.SweepAlertsInput) -> int:
         """Re-evaluate every organisation's windowed rules; returns how many changed state."""
         changed = 0
         for org_id in await orgs_with_windowed_rules(self._services):
@@ -343,16 +217,21 @@ class AgentRunActivities:
 
     # --- the model call -----------------------------------------------------------------------
 
-    @activity.defn
-    async def call_model(self, request: CallModelInput) -> ModelTurn:
+    @activity.defn(name=contract.CALL_MODEL)
+    async def call_model(self, request: contract.CallModelInput) -> contract.ModelTurn:
         """Stream one model call: tokens to the log as they arrive, the summary to the workflow."""
+        return await self.stream_model_turn(request)
+
+    async def stream_model_turn(
+        self, request: contract.CallModelInput, on_token: TokenListener | None = None
+    ) -> contract.ModelTurn:
+        """`call_model`'s work; `on_token` also gets each token the run's stream publishes (with
+        the turn's separator), e.g. to build an A2A answer artifact."""
         ref = request.run
-        agent = await store.get_agent(self._pool, ref.org_id, ref.agent_id)
-        if agent is None:
-            raise _non_retryable("the agent was deleted", "agent_not_found")
+        agent = await self._agent(ref)
         model_request = await self._model_request(ref, agent)
         try:
-            provider = get_provider(agent["provider"])
+            provider = providers.get_provider(agent["provider"])
         except KeyError as exc:
             raise _non_retryable(str(exc.args[0]), "unknown_provider") from None
         pricing = Pricing.model_validate(agent["pricing"]) if agent["pricing"] else None
@@ -376,99 +255,102 @@ class AgentRunActivities:
             else None
         )
         separator = ""
-        heartbeat = asyncio.create_task(_heartbeat_forever())
         started = time.monotonic()
         first_token_at: float | None = None
         last_progress = 0.0
         parts: list[str] = []
-        calls: list[ToolCall] = []
-        usage: UsageReport | None = None
+        calls: list[providers.ToolCall] = []
+        usage: providers.UsageReport | None = None
         prompt_estimate = sum(estimate_tokens(m.content or "") for m in model_request.messages)
         totals = request.totals
         in_flight: collections.deque[asyncio.Future[int]] = collections.deque()
         chars = 0
-        try:
-            async with (
-                self._cancels.watch(ref.run_id) as cancel_notice,
-                contextlib.aclosing(
-                    cast(AsyncGenerator[ProviderEvent, None], provider.stream(model_request))
-                ) as stream,
-            ):
-                async for item in stream:
-                    if cancel_notice.is_set():
-                        break  # leaving the block closes the provider's stream
-                    if isinstance(item, TextDelta):
-                        if first_token_at is None:
-                            first_token_at = time.monotonic()
-                        parts.append(item.text)
-                        chars += len(item.text)
-                        if chars > MAX_ANSWER_CHARS:
-                            raise _non_retryable(
-                                f"the answer exceeded {MAX_ANSWER_CHARS} characters",
-                                "answer_too_long",
-                            )
-                        token = item.text
-                        if earlier_text is not None and token:
-                            separator = turn_separator(earlier_text, token)
-                            token = separator + token
-                            earlier_text = None
-                        if skip:
-                            skip -= 1
-                        else:
-                            in_flight.append(
-                                events.chat(ev.TOKEN, {"token": token, "turn": request.turn})
-                            )
-                            if len(in_flight) > MAX_TOKENS_IN_FLIGHT:
-                                await in_flight.popleft()
-                            while in_flight and in_flight[0].done():
-                                in_flight.popleft()
-                        now = time.monotonic()
-                        if now - last_progress >= PROGRESS_INTERVAL_S:
-                            last_progress = now
-                            completion = totals.completion_tokens + len(parts)
-                            prompt = totals.prompt_tokens + prompt_estimate
-                            events.command_center(
-                                ev.RUN_PROGRESS,
+        async with heartbeating(HEARTBEAT_INTERVAL_S):
+            try:
+                async with (
+                    self._cancels.watch(ref.run_id) as cancel_notice,
+                    contextlib.aclosing(
+                        cast(
+                            AsyncGenerator[providers.ProviderEvent, None],
+                            provider.stream(model_request),
+                        )
+                    ) as stream,
+                ):
+                    async for item in stream:
+                        if cancel_notice.is_set():
+                            break  # leaving the block closes the provider's stream
+                        if isinstance(item, providers.TextDelta):
+                            if first_token_at is None:
+                                first_token_at = time.monotonic()
+                            parts.append(item.text)
+                            chars += len(item.text)
+                            if chars > MAX_ANSWER_CHARS:
+                                raise _non_retryable(
+                                    f"the answer exceeded {MAX_ANSWER_CHARS} characters",
+                                    "answer_too_long",
+                                )
+                            token = item.text
+                            if earlier_text is not None and token:
+                                separator = turn_separator(earlier_text, token)
+                                token = separator + token
+                                earlier_text = None
+                            if skip:
+                                skip -= 1
+                            else:
+                                in_flight.append(
+                                    events.chat(ev.TOKEN, {"token": token, "turn": request.turn})
+                                )
+                                if on_token is not None:
+                                    on_token(token)
+                                if len(in_flight) > MAX_TOKENS_IN_FLIGHT:
+                                    await in_flight.popleft()
+                                while in_flight and in_flight[0].done():
+                                    in_flight.popleft()
+                            now = time.monotonic()
+                            if now - last_progress >= PROGRESS_INTERVAL_S:
+                                last_progress = now
+                                completion = totals.completion_tokens + len(parts)
+                                prompt = totals.prompt_tokens + prompt_estimate
+                                events.command_center(
+                                    ev.RUN_PROGRESS,
+                                    {
+                                        "tokens": prompt + completion,
+                                        "tokenUsage": ev.usage_dict(prompt, completion),
+                                        "cost": round(
+                                            totals.cost + price(prompt_estimate, len(parts)), 8
+                                        ),
+                                    },
+                                )
+                        elif isinstance(item, providers.ToolCallRequest):
+                            calls.append(item.call)
+                            events.chat(
+                                ev.TOOL_CALL,
                                 {
-                                    "tokens": prompt + completion,
-                                    "tokenUsage": ev.usage_dict(prompt, completion),
-                                    "cost": round(
-                                        totals.cost + price(prompt_estimate, len(parts)), 8
-                                    ),
+                                    "name": item.call.name,
+                                    "arguments": item.call.arguments,
+                                    "toolCallId": item.call.id,
                                 },
                             )
-                    elif isinstance(item, ToolCallRequest):
-                        calls.append(item.call)
-                        events.chat(
-                            ev.TOOL_CALL,
-                            {
-                                "name": item.call.name,
-                                "arguments": item.call.arguments,
-                                "toolCallId": item.call.id,
-                            },
-                        )
-                    elif isinstance(item, UsageReport):
-                        usage = item
-            if cancel_notice.is_set():
+                        elif isinstance(item, providers.UsageReport):
+                            usage = item
+                if cancel_notice.is_set():
+                    await events.flush()
+                    # The stream is closed. AgentRunWorkflow (already asked to cancel: the API
+                    # cancels before it notifies) treats this error as the cancellation; other
+                    # callers wait for Temporal's own cancellation, delivered at the next
+                    # heartbeat.
+                    if activity.info().workflow_type != contract.AGENT_RUN_WORKFLOW:
+                        await asyncio.sleep(CANCEL_GRACE_S)
+                    raise _non_retryable("the run was cancelled", "cancelled")
+            except providers.ProviderError as exc:
+                if exc.retryable:
+                    raise ApplicationError(
+                        exc.message, type=exc.code, next_retry_delay=_delay(exc.retry_after_s)
+                    ) from None
+                raise _non_retryable(exc.message, exc.code) from None
+            finally:
+                # Whatever happened, the tokens already emitted become durable before we return.
                 await events.flush()
-                # The stream is closed. AgentRunWorkflow (already asked to cancel: the API cancels
-                # before it notifies) treats this error as the cancellation; other callers wait
-                # for Temporal's own cancellation, delivered at the next heartbeat.
-                if activity.info().workflow_type != "AgentRunWorkflow":
-                    await asyncio.sleep(CANCEL_GRACE_S)
-                raise _non_retryable("the run was cancelled", "cancelled")
-        except ProviderError as exc:
-            if exc.retryable:
-                raise ApplicationError(
-                    exc.message, type=exc.code, next_retry_delay=_delay(exc.retry_after_s)
-                ) from None
-            raise _non_retryable(exc.message, exc.code) from None
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            # Whatever happened, the tokens already emitted become durable before we return.
-            await events.flush()
         latency_ms = int((time.monotonic() - started) * 1000)
         text = "".join(parts)
         prompt_tokens = usage.prompt_tokens if usage else prompt_estimate
@@ -509,18 +391,20 @@ class AgentRunActivities:
             },
         )
         await events.flush()
-        return ModelTurn(
+        return contract.ModelTurn(
             text=text if request.max_inline_text is None else text[: request.max_inline_text],
             separator=separator,
             text_chars=len(text),
-            tool_calls=calls,
+            tool_calls=[contract.ToolCall.model_validate(c) for c in calls],
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             cost=cost,
         )
 
-    async def _model_request(self, ref: RunRef, agent: dict[str, Any]) -> ModelRequest:
-        settings = self._services.settings
+    async def _model_request(
+        self, ref: contract.RunRef, agent: dict[str, Any]
+    ) -> providers.ModelRequest:
+        settings = self._settings
         api_key: str | None = None
         if agent["api_key"]:
             try:
@@ -530,7 +414,7 @@ class AgentRunActivities:
             except MissingSecretError as exc:
                 raise _non_retryable(str(exc), "missing_secret") from None
             api_key = str(resolved)
-        elif has_platform_key(agent["provider"]) and not is_platform_endpoint(
+        elif providers.has_platform_key(agent["provider"]) and not providers.is_platform_endpoint(
             agent["provider"], agent["base_url"]
         ):
             # Never send the platform's key to a URL a tenant chose (agents stored before
@@ -539,7 +423,7 @@ class AgentRunActivities:
                 "an agent with a custom baseUrl needs its own apiKey (${secrets.NAME})", "auth"
             )
         else:
-            api_key = default_api_key(agent["provider"], settings, agent["base_url"])
+            api_key = providers.default_api_key(agent["provider"], settings, agent["base_url"])
         if agent["base_url"]:
             try:
                 await check_outbound_url(
@@ -548,15 +432,17 @@ class AgentRunActivities:
             except UnsafeURLError as exc:
                 raise _non_retryable(str(exc), "unsafe_url") from None
         history = await store.load_history(self._pool, ref.org_id, ref.conversation_id, ref.run_id)
-        messages: list[ChatMessage] = []
+        messages: list[providers.ChatMessage] = []
         if agent["system_prompt"]:
-            messages.append(ChatMessage(role="system", content=agent["system_prompt"]))
+            messages.append(providers.ChatMessage(role="system", content=agent["system_prompt"]))
         for row in history:
             messages.append(
-                ChatMessage(
+                providers.ChatMessage(
                     role=row["role"],
                     content=row["content"],
-                    tool_calls=[ToolCall.model_validate(c) for c in row["tool_calls"] or []],
+                    tool_calls=[
+                        providers.ToolCall.model_validate(c) for c in row["tool_calls"] or []
+                    ],
                     tool_call_id=row["tool_call_id"],
                 )
             )
@@ -566,7 +452,7 @@ class AgentRunActivities:
             tools = tool_specs(agent["tools"] or [])
         except KeyError as exc:
             raise _non_retryable(str(exc.args[0]), "unknown_tool") from None
-        return ModelRequest(
+        return providers.ModelRequest(
             provider=agent["provider"],
             model=agent["model"],
             messages=messages,
@@ -580,9 +466,16 @@ class AgentRunActivities:
 
     # --- tools --------------------------------------------------------------------------------
 
-    @activity.defn
-    async def execute_tool(self, request: ExecuteToolInput) -> ToolOutcome:
+    @activity.defn(name=contract.EXECUTE_TOOL)
+    async def execute_tool(self, request: contract.ExecuteToolInput) -> contract.ToolOutcome:
         """Run one tool call (or record why it did not run) and store its result message."""
+        return await self.run_tool_call(request, on_result=None)
+
+    async def run_tool_call(
+        self, request: contract.ExecuteToolInput, *, on_result: ResultListener | None
+    ) -> contract.ToolOutcome:
+        """`execute_tool`'s work; `on_result` also gets the result the stream shows (an A2A
+        task turns it into a data artifact)."""
         from deeployd.agents.tools import ToolContext, ToolError, run_tool
 
         ref, call = request.run, request.call
@@ -635,23 +528,19 @@ class AgentRunActivities:
             tool_call_id=call.id,
             dedup_key=f"{ref.run_id}:tool:{call.id}",
         )
-        await store.append_tool_call(
-            self._pool,
-            ref.org_id,
-            ref.run_id,
-            {
-                "toolCallId": call.id,
-                "name": call.name,
-                "arguments": call.arguments,
-                "status": status,
-                "ok": ok,
-                "durationMs": duration_ms,
-                **({"comment": request.comment} if request.comment else {}),
-            },
+        await self._record_tool_call(
+            ref,
+            call,
+            status,
+            ok=ok,
+            durationMs=duration_ms,
+            **({"comment": request.comment} if request.comment else {}),
         )
         # The stream carries the result itself when it is small, its bounded text otherwise.
         shown = result if len(content) < store.MAX_TOOL_RESULT_CHARS else content
         events.chat(ev.TOOL_RESULT, {"toolCallId": call.id, "name": call.name, "result": shown})
+        if on_result is not None:
+            on_result(shown)
         events.command_center(
             ev.RUN_TOOL_COMPLETED,
             {
@@ -663,16 +552,10 @@ class AgentRunActivities:
             },
         )
         await events.flush()
-        return ToolOutcome(tool_call_id=call.id, ok=ok)
+        return contract.ToolOutcome(tool_call_id=call.id, ok=ok)
 
 
 def _delay(seconds: float | None):  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
     return timedelta(seconds=min(seconds, 60)) if seconds else None
-
-
-async def _heartbeat_forever() -> None:
-    while True:
-        activity.heartbeat()
-        await asyncio.sleep(HEARTBEAT_INTERVAL_S)

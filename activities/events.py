@@ -29,15 +29,18 @@ class PruneEventsInput(BaseModel):
 
 
 class EventActivities:
-    """Built once in the worker; holds the database pool and the coalescing publisher."""
+    """Built once in the worker; holds the database pool, the coalescing publisher and how long
+    idempotency keys are kept."""
 
     def __init__(self, services: Services) -> None:
-        self._services = services
+        self._pool = services.db.pool
+        self._publisher = services.publisher
+        self._idempotency_retention_hours = services.settings.idempotency_retention_hours
 
     @activity.defn
     async def publish_events(self, request: PublishEventsInput) -> list[int]:
         """Append events to the log (durably) and return their ids."""
-        return await self._services.publisher.publish_many(
+        return await self._publisher.publish_many(
             (e.org_id, e.stream, e.type, e.data) for e in request.events
         )
 
@@ -47,7 +50,7 @@ class EventActivities:
         deleted = 0
         age = timedelta(hours=request.max_age_hours)
         while True:
-            async with self._services.db.pool.connection() as conn:
+            async with self._pool.connection() as conn:
                 cursor = await conn.execute(
                     "DELETE FROM events WHERE id IN (SELECT id FROM events "
                     "WHERE created_at < now() - %s ORDER BY id LIMIT %s)",
@@ -59,7 +62,5 @@ class EventActivities:
             if count < request.batch_size:
                 break
         # Expired idempotency keys go with the same schedule (no new workflow step needed).
-        await idempotency.prune(
-            self._services.db.pool, self._services.settings.idempotency_retention_hours
-        )
+        await idempotency.prune(self._pool, self._idempotency_retention_hours)
         return deleted

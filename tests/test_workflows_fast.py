@@ -20,8 +20,10 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpda
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from activities.a2a import (
+from deeployd.a2a.contract import (
+    A2ATaskInput,
     BeginTaskInput,
+    FollowUpInput,
     ModelTurnInput,
     PushInput,
     SetStateInput,
@@ -30,7 +32,9 @@ from activities.a2a import (
     TaskRef,
     ToolCallInput,
 )
-from activities.agent_runs import (
+from deeployd.agents.contract import (
+    AgentRunInput,
+    ApprovalInput,
     CallModelInput,
     ClaimRunInput,
     ExecuteToolInput,
@@ -40,12 +44,13 @@ from activities.agent_runs import (
     RunPlan,
     RunRef,
     SetStatusInput,
+    ToolCall,
     ToolOutcome,
 )
-from deeployd.agents.providers import ToolCall
 from deeployd.pipelines import contract
-from workflows.a2a_task import A2ATaskInput, A2ATaskWorkflow, FollowUpInput
-from workflows.agent_run import MAX_TOOL_ROUNDS, AgentRunInput, AgentRunWorkflow, ApprovalInput
+from workflows.a2a_task import A2ATaskWorkflow
+from workflows.agent_loop import MAX_TOOL_ROUNDS
+from workflows.agent_run import AgentRunWorkflow
 from workflows.pipeline import PipelineWorkflow
 
 RUN = RunRef(run_id="run_fast", org_id="org_fast", agent_id="agent_fast", conversation_id="conv")

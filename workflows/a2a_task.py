@@ -20,57 +20,38 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.a2a import (
-        A2AActivities,
+    from deeployd import temporal as sa
+    from deeployd.a2a import contract
+    from deeployd.a2a.contract import (
+        A2ATaskInput,
         BeginTaskInput,
+        FollowUpAccepted,
+        FollowUpInput,
         ModelTurnInput,
         PushInput,
         SetStateInput,
+        StateResult,
+        TaskOutcome,
         TaskPlan,
         TaskRef,
+        TaskSnapshot,
         ToolCallInput,
+        run_status_for,
     )
-    from activities.agent_runs import (
-        AgentRunActivities,
-        CallModelInput,
-        ClaimRunInput,
-        ExecuteToolInput,
-        FinishRunInput,
-        RunRef,
-        SetStatusInput,
-        UsageTotals,
-    )
-    from deeployd import temporal as sa
     from deeployd.a2a.store import message_data, message_text
     from deeployd.a2a.tools import ASK_USER
-    from deeployd.agents.providers import ToolCall
+    from deeployd.agents import contract as runs
+    from workflows import agent_loop as loop
 
-MAX_TOOL_ROUNDS = 10
-MODEL_HEARTBEAT_TIMEOUT = timedelta(seconds=3)
+
 CLAIM_RETRY = timedelta(seconds=2)
 _REJECT = re.compile(r"^\s*(no|nope|reject|rejected|deny|denied|don't|do not|cancel)\b", re.I)
 
-_MODEL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=20),
-    maximum_attempts=4,
-)
-_TOOL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=3,
-)
-_BOOKKEEPING_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5)
-)
 # Push receivers may be down for a while; a task does not wait for them forever.
 _PUSH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -80,44 +61,14 @@ _PUSH_RETRY = RetryPolicy(
 )
 
 
-class A2ATaskInput(BaseModel):
-    task: TaskRef
-
-
-class TaskOutcome(BaseModel):
-    state: str
-    text: str | None = None
-
-
-class FollowUpInput(BaseModel):
-    message: dict[str, Any]  # the caller's A2A Message JSON
-
-
-class FollowUpAccepted(BaseModel):
-    task_id: str
-    state: str
-
-
-class TaskSnapshot(BaseModel):
-    state: str
-    question: str | None = None
-    turn: int
-    pending_tool: str | None = None
-
-
-def workflow_id(task_id: str) -> str:
-    return f"a2a-task-{task_id}"
-
-
-@workflow.defn
+@workflow.defn(name=contract.A2A_TASK_WORKFLOW)
 class A2ATaskWorkflow:
     def __init__(self) -> None:
         self._state = "submitted"
         self._inbox: list[dict[str, Any]] = []
         self._question: str | None = None
-        self._pending: ToolCall | None = None
-        self._turn = 0
-        self._totals = UsageTotals()
+        self._pending: runs.ToolCall | None = None
+        self._loop = loop.AgentLoop()
         self._answer = ""
         self._answer_started = False
         self._push_cursor = 0
@@ -128,7 +79,7 @@ class A2ATaskWorkflow:
 
     # --- messages from outside ------------------------------------------------------------
 
-    @workflow.update
+    @workflow.update(name=contract.FOLLOW_UP)
     def follow_up(self, request: FollowUpInput) -> FollowUpAccepted:
         self._inbox.append(request.message)
         return FollowUpAccepted(task_id=self._ref.task_id if self._ref else "", state="working")
@@ -138,19 +89,19 @@ class A2ATaskWorkflow:
         if self._state != "input-required" or self._inbox:
             raise ValueError(f"the task is not waiting for input (state {self._state})")
 
-    @workflow.signal
+    @workflow.signal(name=contract.CANCEL_REQUESTED)
     def cancel_requested(self) -> None:
         """Sent with every cancel: a model call that completes at the very moment the
         cancellation arrives returns its result (Temporal then drops the cancellation), so the
         loop also checks this flag between steps."""
         self._cancel_requested = True
 
-    @workflow.query
+    @workflow.query(name=contract.STATE)
     def state(self) -> TaskSnapshot:
         return TaskSnapshot(
             state=self._state,
             question=self._question,
-            turn=self._turn,
+            turn=self._loop.turn,
             pending_tool=self._pending.name if self._pending else None,
         )
 
@@ -159,10 +110,10 @@ class A2ATaskWorkflow:
     @workflow.run
     async def run(self, request: A2ATaskInput) -> TaskOutcome:
         ref = self._ref = request.task
-        run: RunRef | None = None
+        run: runs.RunRef | None = None
         try:
             plan = await self._activity(
-                A2AActivities.begin_task, BeginTaskInput(task=ref), timeout_s=60
+                contract.BEGIN_TASK, BeginTaskInput(task=ref), TaskPlan, timeout_s=60
             )
             if plan.rejected or plan.run is None:
                 await self._set_state("rejected", agent_text=plan.reason)
@@ -174,7 +125,7 @@ class A2ATaskWorkflow:
             if not plan.claimed:
                 await self._claim(run)
             await self._push()
-            text = await self._loop(run, plan)
+            text = await self._run_loop(run, plan)
         except BaseException as exc:
             if is_cancelled_exception(exc):
                 interrupted = await self._finish_inflight()
@@ -182,66 +133,56 @@ class A2ATaskWorkflow:
                     run = interrupted.run  # canceled while the run was being set up
                 await self._end(run, "canceled", error="the task was canceled")
                 raise
-            message, code = _describe(exc)
+            message, code = loop.describe_failure(exc)
             await self._end(run, "failed", error=message, code=code)
             raise ApplicationError(message, type=code, non_retryable=True) from None
         await self._end(run, "completed", text=text)
         return TaskOutcome(state="completed", text=text)
 
-    async def _claim(self, run: RunRef) -> None:
+    async def _claim(self, run: runs.RunRef) -> None:
         # A context's conversation may still be busy with another task's run: wait our turn.
         while True:
             claimed = await self._activity(
-                AgentRunActivities.claim_run, ClaimRunInput(run=run), timeout_s=30
+                runs.CLAIM_RUN, runs.ClaimRunInput(run=run), runs.RunPlan, timeout_s=30
             )
             if claimed.claimed:
                 return
-            if claimed.status in ("completed", "failed", "cancelled"):
+            if claimed.status in runs.TERMINAL:
                 raise ApplicationError("the run ended before it started", type="run_ended")
             await workflow.sleep(CLAIM_RETRY)
 
-    async def _loop(self, run: RunRef, plan: TaskPlan) -> str:
-        assert self._ref is not None
-        for turn in range(MAX_TOOL_ROUNDS + 1):
-            self._turn = turn
-            result = await workflow.execute_activity_method(
-                A2AActivities.model_turn,
+    async def _run_loop(self, run: runs.RunRef, plan: TaskPlan) -> str:
+        ref = self._ref
+        assert ref is not None
+
+        async def call_model(turn: int, totals: runs.UsageTotals) -> runs.ModelTurn:
+            return await loop.model_activity(
+                contract.MODEL_TURN,
                 ModelTurnInput(
-                    task=self._ref,
-                    call=CallModelInput(run=run, turn=turn, totals=self._totals),
+                    task=ref,
+                    call=runs.CallModelInput(run=run, turn=turn, totals=totals),
                     artifact_id=self._artifact_id(),
                     answer_started=self._answer_started,
                 ),
-                start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=MODEL_HEARTBEAT_TIMEOUT,
-                retry_policy=_MODEL_RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
-            self._totals = UsageTotals(
-                prompt_tokens=self._totals.prompt_tokens + result.prompt_tokens,
-                completion_tokens=self._totals.completion_tokens + result.completion_tokens,
-                cost=round(self._totals.cost + result.cost, 8),
-            )
+
+        def after_model(result: runs.ModelTurn) -> None:
             if result.text:
                 # The separator is what the answer artifact's chunks already carry (from the
                 # run's tokens); histories recorded before it existed read "" here.
                 self._answer += result.separator + result.text
                 self._answer_started = True
             self._check_cancel()
-            if not result.tool_calls:
-                return self._answer
-            if turn == MAX_TOOL_ROUNDS:
-                break
-            for call in result.tool_calls:
-                await self._run_tool(run, plan, call)
-                self._check_cancel()
-        raise ApplicationError(
-            f"the model kept calling tools after {MAX_TOOL_ROUNDS} rounds",
-            type="max_iterations",
-            non_retryable=True,
-        )
 
-    async def _run_tool(self, run: RunRef, plan: TaskPlan, call: ToolCall) -> None:
+        async def run_tool(call: runs.ToolCall) -> None:
+            await self._run_tool(run, plan, call)
+
+        await self._loop.run(
+            call_model, run_tool, after_model=after_model, after_tool=lambda _: self._check_cancel()
+        )
+        return self._answer
+
+    async def _run_tool(self, run: runs.RunRef, plan: TaskPlan, call: runs.ToolCall) -> None:
         assert self._ref is not None
         decision: Literal["auto", "approved", "rejected"] = "auto"
         comment: str | None = None
@@ -257,27 +198,28 @@ class A2ATaskWorkflow:
                 comment = text or None
             else:
                 decision = "approved"
-        try:
-            await workflow.execute_activity_method(
-                A2AActivities.tool_call,
+        # Up to 6 minutes: `call_agent` waits up to 5 for the remote agent.
+        await loop.tool_or_failure(
+            workflow.execute_activity(
+                contract.TOOL_CALL,
                 ToolCallInput(
                     task=self._ref,
-                    call=ExecuteToolInput(run=run, call=call, decision=decision, comment=comment),
+                    call=runs.ExecuteToolInput(
+                        run=run, call=call, decision=decision, comment=comment
+                    ),
                 ),
                 start_to_close_timeout=timedelta(minutes=6),
-                retry_policy=_TOOL_RETRY,
-            )
-        except ActivityError as exc:
-            if is_cancelled_exception(exc):
-                raise
-            message, _ = _describe(exc)
-            await self._activity(
-                AgentRunActivities.execute_tool,
-                ExecuteToolInput(run=run, call=call, decision="failed", comment=message),
+                retry_policy=loop.TOOL_RETRY,
+            ),
+            lambda message: self._activity(
+                runs.EXECUTE_TOOL,
+                runs.ExecuteToolInput(run=run, call=call, decision="failed", comment=message),
+                None,
                 timeout_s=30,
-            )
+            ),
+        )
 
-    async def _ask(self, run: RunRef, call: ToolCall) -> dict[str, Any]:
+    async def _ask(self, run: runs.RunRef, call: runs.ToolCall) -> dict[str, Any]:
         """input-required until a follow-up message arrives; returns that message."""
         if call.name == ASK_USER:
             question = str(call.arguments.get("question") or "The agent needs your input.")
@@ -291,7 +233,7 @@ class A2ATaskWorkflow:
         await self._set_state(
             "input-required",
             agent_text=question,
-            run_status=SetStatusInput(run=run, status="input-required", approval_for=call),
+            run_status=runs.SetStatusInput(run=run, status="input-required", approval_for=call),
         )
         await self._push()
         await workflow.wait_condition(lambda: bool(self._inbox))
@@ -301,7 +243,7 @@ class A2ATaskWorkflow:
         await self._set_state(
             "working",
             user_message=answer,
-            run_status=SetStatusInput(run=run, status="running"),
+            run_status=runs.SetStatusInput(run=run, status="running"),
         )
         await self._push()
         return answer
@@ -314,7 +256,7 @@ class A2ATaskWorkflow:
 
     def _artifact_id(self) -> str:
         assert self._ref is not None
-        return f"{self._ref.task_id}-answer"
+        return contract.answer_artifact_id(self._ref.task_id)
 
     async def _set_state(
         self,
@@ -324,14 +266,14 @@ class A2ATaskWorkflow:
         user_message: dict[str, Any] | None = None,
         error: str | None = None,
         answer: str | None = None,
-        run_status: SetStatusInput | None = None,
-        finish_run: FinishRunInput | None = None,
+        run_status: runs.SetStatusInput | None = None,
+        finish_run: runs.FinishRunInput | None = None,
     ) -> None:
         assert self._ref is not None
         self._state = state
         self._upsert_status(state)
-        result = await self._activity(
-            A2AActivities.set_state,
+        result: StateResult = await self._activity(
+            contract.SET_STATE,
             SetStateInput(
                 task=self._ref,
                 state=state,
@@ -343,6 +285,7 @@ class A2ATaskWorkflow:
                 run_status=run_status,
                 finish_run=finish_run,
             ),
+            StateResult,
             timeout_s=30,
         )
         self._has_push = self._has_push or result.has_push
@@ -352,9 +295,10 @@ class A2ATaskWorkflow:
         if not self._has_push or self._ref is None:
             return
         try:
-            self._push_cursor = await workflow.execute_activity_method(
-                A2AActivities.push_notify,
+            self._push_cursor = await workflow.execute_activity(
+                contract.PUSH_NOTIFY,
                 PushInput(task=self._ref, after=self._push_cursor),
+                result_type=int,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=_PUSH_RETRY,
             )
@@ -365,7 +309,7 @@ class A2ATaskWorkflow:
 
     async def _end(
         self,
-        run: RunRef | None,
+        run: runs.RunRef | None,
         state: str,
         *,
         text: str | None = None,
@@ -374,15 +318,8 @@ class A2ATaskWorkflow:
     ) -> None:
         finish = None
         if run is not None:
-            run_status: Literal["completed", "failed", "cancelled"] = (
-                "completed"
-                if state == "completed"
-                else "failed"
-                if state == "failed"
-                else "cancelled"
-            )
-            finish = FinishRunInput(
-                run=run, status=run_status, text=text, error=error, error_code=code
+            finish = runs.FinishRunInput(
+                run=run, status=run_status_for(state), text=text, error=error, error_code=code
             )
         answer = text if state == "completed" and self._answer_started else None
         await self._set_state(
@@ -397,17 +334,14 @@ class A2ATaskWorkflow:
     def _upsert_status(self, state: str) -> None:
         workflow.upsert_search_attributes([sa.STATUS.value_set(state)])
 
-    async def _activity(self, method: Any, arg: Any, *, timeout_s: float) -> Any:
+    async def _activity(
+        self, name: str, arg: Any, result_type: type | None, *, timeout_s: float
+    ) -> Any:
         # Bookkeeping is shielded from cancellation: a cancel interrupts the workflow's wait,
         # not the activity, and `_finish_inflight` lets it complete before the final state is
         # written — so a stale `input-required` can never land after `canceled`.
         inflight = asyncio.ensure_future(
-            workflow.execute_activity_method(
-                method,
-                arg,
-                start_to_close_timeout=timedelta(seconds=timeout_s),
-                retry_policy=_BOOKKEEPING_RETRY,
-            )
+            loop.bookkeeping_activity(name, arg, result_type=result_type, timeout_s=timeout_s)
         )
         self._inflight = inflight
         return await asyncio.shield(inflight)
@@ -420,12 +354,3 @@ class A2ATaskWorkflow:
         with contextlib.suppress(BaseException):
             return await inflight
         return None
-
-
-def _describe(exc: BaseException) -> tuple[str, str]:
-    cause: BaseException | None = exc
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    if isinstance(cause, ApplicationError):
-        return cause.message, cause.type or "error"
-    return str(cause or exc) or type(exc).__name__, "error"

@@ -15,108 +15,56 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
+from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities.agent_runs import (
+    from deeployd import temporal as sa
+    from deeployd.agents import contract
+    from deeployd.agents.contract import (
         MAX_INLINE_TEXT,
-        AgentRunActivities,
+        AgentRunInput,
+        ApprovalAccepted,
+        ApprovalInput,
         CallModelInput,
         ClaimRunInput,
         ExecuteToolInput,
         FinishRunInput,
+        ModelTurn,
+        RunEndStatus,
+        RunOutcome,
         RunPlan,
         RunRef,
+        RunState,
         SetStatusInput,
+        ToolCall,
         UsageTotals,
     )
-    from deeployd import temporal as sa
-    from deeployd.agents.providers import ToolCall
-
-# Model calls that may request tools before the run gives up (the model gets one more call
-# after the last tool round to answer).
-MAX_TOOL_ROUNDS = 10
-# The model activity heartbeats twice a second; a lost worker is noticed after this long. (Not
-# shorter: a starved event loop must not look dead. Cancellation does not wait for heartbeats —
-# see deeployd.agents.cancellation.)
-MODEL_HEARTBEAT_TIMEOUT = timedelta(seconds=5)
-
-_MODEL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=20),
-    maximum_attempts=4,
-)
-_TOOL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=3,
-)
-_BOOKKEEPING_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5)
-)
-
-
-class AgentRunInput(BaseModel):
-    run: RunRef
-    # The API claims an idle conversation itself when it creates the run (saving an activity
-    # round trip before the first token); a run that has to wait its turn claims it here.
-    plan: RunPlan | None = None
-
-
-class RunOutcome(BaseModel):
-    status: str
-    text: str | None = None
-
-
-class ApprovalInput(BaseModel):
-    tool_call_id: str
-    approved: bool
-    comment: str | None = None
-
-
-class ApprovalAccepted(BaseModel):
-    tool_call_id: str
-    approved: bool
-
-
-class RunState(BaseModel):
-    status: str
-    pending_approvals: list[dict[str, Any]]
-    turn: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
+    from workflows import agent_loop as loop
 
 
 # Not sandboxed: the sandbox re-imports modules for every new run, which cost 40-80 ms of the
 # first workflow task — most of the time to first token. This workflow only calls workflow APIs
 # and activities (no I/O, clocks or randomness), so it needs no sandbox to stay deterministic.
-@workflow.defn(sandboxed=False)
+@workflow.defn(name=contract.AGENT_RUN_WORKFLOW, sandboxed=False)
 class AgentRunWorkflow:
     def __init__(self) -> None:
         self._status = "queued"
         self._proceed = False
         self._pending: dict[str, ToolCall] = {}
         self._decisions: dict[str, ApprovalInput] = {}
-        self._totals = UsageTotals()
-        self._turn = 0
+        self._loop = loop.AgentLoop()
 
     # --- messages from outside ------------------------------------------------------------
 
-    @workflow.signal
+    @workflow.signal(name=contract.PROCEED)
     def proceed(self) -> None:
         """The conversation was handed to this (queued) run."""
         self._proceed = True
 
-    @workflow.update
+    @workflow.update(name=contract.APPROVE)
     def approve(self, decision: ApprovalInput) -> ApprovalAccepted:
         self._decisions[decision.tool_call_id] = decision
         return ApprovalAccepted(tool_call_id=decision.tool_call_id, approved=decision.approved)
@@ -131,18 +79,19 @@ class AgentRunWorkflow:
         if decision.tool_call_id in self._decisions:
             raise ValueError(f"tool call {decision.tool_call_id!r} was already decided")
 
-    @workflow.query
+    @workflow.query(name=contract.STATE)
     def state(self) -> RunState:
+        totals = self._loop.totals
         return RunState(
             status=self._status,
             pending_approvals=[
                 {"toolCallId": c.id, "name": c.name, "arguments": c.arguments}
                 for c in self._pending.values()
             ],
-            turn=self._turn,
-            prompt_tokens=self._totals.prompt_tokens,
-            completion_tokens=self._totals.completion_tokens,
-            cost=self._totals.cost,
+            turn=self._loop.turn,
+            prompt_tokens=totals.prompt_tokens,
+            completion_tokens=totals.completion_tokens,
+            cost=totals.cost,
         )
 
     # --- the run ----------------------------------------------------------------------------
@@ -153,15 +102,15 @@ class AgentRunWorkflow:
         try:
             plan = request.plan if request.plan is not None else await self._claim(ref)
             while not plan.claimed:
-                if plan.status in ("completed", "failed", "cancelled"):
+                if plan.status in contract.TERMINAL:
                     return RunOutcome(status=plan.status)
                 await workflow.wait_condition(lambda: self._proceed)
                 self._proceed = False
                 plan = await self._claim(ref)
             self._set_status("running")
-            final_turn, preview = await self._loop(ref, plan)
+            final_turn, preview = await self._run_loop(ref, plan)
         except BaseException as exc:
-            message, code = _describe(exc)
+            message, code = loop.describe_failure(exc)
             if is_cancelled_exception(exc) or code == "cancelled":
                 # `cancelled` from the model activity: it saw the API's cancel notice (sent after
                 # the workflow cancellation was requested) and closed the stream at once.
@@ -176,36 +125,20 @@ class AgentRunWorkflow:
         await self._finish(ref, "completed", final_turn=final_turn)
         return RunOutcome(status="completed", text=preview)
 
-    async def _loop(self, ref: RunRef, plan: RunPlan) -> tuple[int, str]:
+    async def _run_loop(self, ref: RunRef, plan: RunPlan) -> tuple[int, str]:
         """Model calls and tool rounds; returns the final turn and a preview of its text."""
-        for turn in range(MAX_TOOL_ROUNDS + 1):
-            self._turn = turn
-            result = await workflow.execute_activity_method(
-                AgentRunActivities.call_model,
-                CallModelInput(
-                    run=ref, turn=turn, totals=self._totals, max_inline_text=MAX_INLINE_TEXT
-                ),
-                start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=MODEL_HEARTBEAT_TIMEOUT,
-                retry_policy=_MODEL_RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+
+        async def call_model(turn: int, totals: UsageTotals) -> ModelTurn:
+            return await loop.model_activity(
+                contract.CALL_MODEL,
+                CallModelInput(run=ref, turn=turn, totals=totals, max_inline_text=MAX_INLINE_TEXT),
             )
-            self._totals = UsageTotals(
-                prompt_tokens=self._totals.prompt_tokens + result.prompt_tokens,
-                completion_tokens=self._totals.completion_tokens + result.completion_tokens,
-                cost=round(self._totals.cost + result.cost, 8),
-            )
-            if not result.tool_calls:
-                return turn, result.text
-            if turn == MAX_TOOL_ROUNDS:
-                break
-            for call in result.tool_calls:
-                await self._run_tool(ref, plan, call)
-        raise ApplicationError(
-            f"the model kept calling tools after {MAX_TOOL_ROUNDS} rounds",
-            type="max_iterations",
-            non_retryable=True,
-        )
+
+        async def run_tool(call: ToolCall) -> None:
+            await self._run_tool(ref, plan, call)
+
+        final_turn, result = await self._loop.run(call_model, run_tool)
+        return final_turn, result.text
 
     async def _run_tool(self, ref: RunRef, plan: RunPlan, call: ToolCall) -> None:
         decision: Literal["auto", "approved", "rejected"] = "auto"
@@ -230,61 +163,49 @@ class AgentRunWorkflow:
                 self._pending.pop(call.id, None)
             self._set_status("running")
             await self._status_activity(ref, "running")
-        try:
-            await workflow.execute_activity_method(
-                AgentRunActivities.execute_tool,
+        await loop.tool_or_failure(
+            workflow.execute_activity(
+                contract.EXECUTE_TOOL,
                 ExecuteToolInput(run=ref, call=call, decision=decision, comment=comment),
                 start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=_TOOL_RETRY,
-            )
-        except ActivityError as exc:
-            if is_cancelled_exception(exc):
-                raise
-            # The tool kept failing: the model is told, and decides what to do next.
-            message, _ = _describe(exc)
-            await workflow.execute_activity_method(
-                AgentRunActivities.execute_tool,
+                retry_policy=loop.TOOL_RETRY,
+            ),
+            lambda message: loop.bookkeeping_activity(
+                contract.EXECUTE_TOOL,
                 ExecuteToolInput(run=ref, call=call, decision="failed", comment=message),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_BOOKKEEPING_RETRY,
-            )
+            ),
+        )
 
     # --- bookkeeping --------------------------------------------------------------------------
 
     async def _claim(self, ref: RunRef) -> RunPlan:
-        return await workflow.execute_activity_method(
-            AgentRunActivities.claim_run,
-            ClaimRunInput(run=ref),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_BOOKKEEPING_RETRY,
+        plan: RunPlan = await loop.bookkeeping_activity(
+            contract.CLAIM_RUN, ClaimRunInput(run=ref), result_type=RunPlan
         )
+        return plan
 
     async def _status_activity(
         self, ref: RunRef, status: str, approval_for: ToolCall | None = None
     ) -> None:
-        await workflow.execute_activity_method(
-            AgentRunActivities.set_status,
-            SetStatusInput(run=ref, status=status, approval_for=approval_for),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=_BOOKKEEPING_RETRY,
+        await loop.bookkeeping_activity(
+            contract.SET_STATUS, SetStatusInput(run=ref, status=status, approval_for=approval_for)
         )
 
     async def _finish(
         self,
         ref: RunRef,
-        status: Literal["completed", "failed", "cancelled"],
+        status: RunEndStatus,
         *,
         final_turn: int | None = None,
         error: str | None = None,
         code: str | None = None,
     ) -> None:
-        await workflow.execute_activity_method(
-            AgentRunActivities.finish_run,
+        await loop.bookkeeping_activity(
+            contract.FINISH_RUN,
             FinishRunInput(
                 run=ref, status=status, final_turn=final_turn, error=error, error_code=code
             ),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=_BOOKKEEPING_RETRY,
+            timeout_s=60,
         )
         # Only now: a query never reports an end the run's row (and stream) do not show yet.
         self._set_status(status)
@@ -293,15 +214,3 @@ class AgentRunWorkflow:
         if status != self._status:
             self._status = status
             workflow.upsert_search_attributes([sa.STATUS.value_set(status)])
-
-
-def _describe(exc: BaseException) -> tuple[str, str]:
-    """(message, code) of a failure, digging through Temporal's wrappers."""
-    cause: BaseException | None = exc
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    if isinstance(cause, ApplicationError):
-        return cause.message, cause.type or "error"
-    if isinstance(exc, asyncio.TimeoutError):
-        return "the run timed out", "timeout"
-    return str(cause or exc) or type(exc).__name__, "error"

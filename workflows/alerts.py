@@ -12,16 +12,18 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.agent_runs import AgentRunActivities, SweepAlertsInput
+    from deeployd.agents import contract
+    from deeployd.agents.contract import SweepAlertsInput
 
 
-@workflow.defn
+@workflow.defn(name=contract.ALERT_SWEEP_WORKFLOW)
 class AlertSweepWorkflow:
     @workflow.run
     async def run(self, request: SweepAlertsInput) -> int:
-        return await workflow.execute_activity_method(
-            AgentRunActivities.sweep_alert_rules,
+        return await workflow.execute_activity(
+            contract.SWEEP_ALERT_RULES,
             request,
+            result_type=int,
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=RetryPolicy(maximum_attempts=3),
         )

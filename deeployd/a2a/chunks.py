@@ -1,7 +1,6 @@
-"""Turning a run's `token` events into A2A artifact chunks as they are published.
+"""Turning a run's tokens into A2A artifact chunks as they are published.
 
-`TeePublisher` stands in for the event publisher of an agent-run activity executed inside an
-A2A task: every event still goes to the log unchanged, and the run's tokens are also fed to an
+The A2A model-turn activity hands each token the run's stream publishes to an
 `ArtifactChunker`, which publishes `artifactUpdate` events on `task:<taskId>` — coalesced to at
 least `min_chars` characters or `max_delay_s` seconds, whichever comes first — so a reader
 builds the answer incrementally without one event per token.
@@ -10,9 +9,6 @@ builds the answer incrementally without one event per token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Iterator
-from typing import Any
 
 from deeployd.a2a.events import ARTIFACT_UPDATE, artifact_data, task_stream
 from deeployd.eventlog import EventPublisher
@@ -84,49 +80,3 @@ class ArtifactChunker:
             ),
         )
         self.started = True
-
-
-Listener = Callable[[str, dict[str, Any]], None]
-
-
-class TeePublisher:
-    """An `EventPublisher` look-alike that also hands the events of watched streams to their
-    listeners (one per stream, registered for the duration of an activity)."""
-
-    def __init__(self, inner: EventPublisher) -> None:
-        self._inner = inner
-        self._listeners: dict[str, Listener] = {}
-
-    @contextlib.contextmanager
-    def watch(self, stream: str, listener: Listener) -> Iterator[None]:
-        self._listeners[stream] = listener
-        try:
-            yield
-        finally:
-            if self._listeners.get(stream) is listener:
-                del self._listeners[stream]
-
-    def publish_nowait(
-        self, org_id: str, stream: str, event_type: str, data: dict[str, Any] | None = None
-    ) -> asyncio.Future[int]:
-        future = self._inner.publish_nowait(org_id, stream, event_type, data)
-        listener = self._listeners.get(stream)
-        if listener is not None:
-            with contextlib.suppress(Exception):  # a tee must never break the run's own stream
-                listener(event_type, data or {})
-        return future
-
-    async def publish(
-        self, org_id: str, stream: str, event_type: str, data: dict[str, Any] | None = None
-    ) -> int:
-        return await self.publish_nowait(org_id, stream, event_type, data)
-
-    async def publish_many(self, events: Any) -> list[int]:
-        futures = [self.publish_nowait(*event) for event in events]
-        return list(await asyncio.gather(*futures))
-
-    async def flush(self) -> None:
-        await self._inner.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)

@@ -26,19 +26,19 @@ from a2a.types.a2a_pb2 import (
 )
 from google.protobuf.json_format import ParseDict
 
+# The stream's names are the contract's; importers of this module find them here too.
+from deeployd.a2a.contract import (  # noqa: F401
+    ARTIFACT_UPDATE,
+    INTERRUPTED_STATES,
+    MESSAGE,
+    STATUS_UPDATE,
+    TASK,
+    TASK_EVENT_TYPES,
+    TERMINAL_STATES,
+    task_stream,
+)
 from deeployd.a2a.store import iso, proto_state_name
 from deeployd.eventlog import EventPublisher
-from deeployd.models.a2a import INTERRUPTED_STATES, TERMINAL_STATES
-
-STATUS_UPDATE = "statusUpdate"
-ARTIFACT_UPDATE = "artifactUpdate"
-MESSAGE = "message"
-TASK = "task"
-TASK_EVENT_TYPES = frozenset({STATUS_UPDATE, ARTIFACT_UPDATE, MESSAGE})
-
-
-def task_stream(task_id: str) -> str:
-    return f"task:{task_id}"
 
 
 def status_data(

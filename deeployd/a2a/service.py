@@ -21,45 +21,51 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
-from deeployd import temporal
+from deeployd import errors, temporal
+from deeployd.a2a import contract, store
 from deeployd.a2a import events as tev
-from deeployd.a2a import store
+from deeployd.a2a.contract import (
+    TERMINAL_STATES,
+    A2ATaskInput,
+    FollowUpInput,
+    TaskOutcome,
+    TaskRef,
+    TaskSnapshot,
+)
+from deeployd.agents.cancellation import notify_cancel
 from deeployd.eventlog import EventFilter, StoredEvent, replay
 from deeployd.idempotency import IdempotencyKey, forget
-from deeployd.models.a2a import TERMINAL_STATES
 from deeployd.services import Services
 
 log = logging.getLogger(__name__)
 
 
-class A2AServiceError(Exception):
+class A2AServiceError(errors.DomainError):
+    """What the task service refuses; each kind is also the deeployd.errors kind it maps to."""
+
+
+class TaskNotFound(A2AServiceError, errors.NotFound):
+    pass
+
+
+class AgentNotFound(A2AServiceError, errors.NotFound):
+    pass
+
+
+class NotWaitingForInput(A2AServiceError, errors.Conflict):
+    pass
+
+
+class NotCancelable(A2AServiceError, errors.Conflict):
+    pass
+
+
+class Unavailable(A2AServiceError, errors.Unavailable):
     def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+        errors.Unavailable.__init__(self, "temporal", message)
 
 
-class TaskNotFound(A2AServiceError):
-    pass
-
-
-class AgentNotFound(A2AServiceError):
-    pass
-
-
-class NotWaitingForInput(A2AServiceError):
-    pass
-
-
-class NotCancelable(A2AServiceError):
-    pass
-
-
-class Unavailable(A2AServiceError):
-    pass
-
-
-def workflow_id(task_id: str) -> str:
-    return f"a2a-task-{task_id}"
+workflow_id = contract.workflow_id
 
 
 async def agent_name(services: Services, org_id: str, agent_id: str) -> str | None:
@@ -103,9 +109,6 @@ async def create_task(
     `before_start(task_id)` runs between the two (e.g. to store a push-notification config
     that must see the task's first events).
     """
-    from activities.a2a import TaskRef
-    from workflows.a2a_task import A2ATaskInput, A2ATaskWorkflow
-
     name = await agent_name(services, org_id, agent_id)
     if name is None:
         raise AgentNotFound("agent not found")
@@ -141,10 +144,11 @@ async def create_task(
         if before_start is not None:
             await before_start(task_id)
         await client.start_workflow(
-            A2ATaskWorkflow.run,
+            contract.A2A_TASK_WORKFLOW,
             A2ATaskInput(task=ref),
             id=wf_id,
             task_queue=services.settings.task_queue,
+            result_type=TaskOutcome,
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(temporal.ORG_ID, org_id),
@@ -190,8 +194,6 @@ async def send_follow_up(
     message: dict[str, Any],
 ) -> dict[str, Any]:
     """Deliver a caller's message to a task waiting for input; returns the task row."""
-    from workflows.a2a_task import A2ATaskWorkflow, FollowUpInput
-
     row = await require_task(services, org_id, task_id)
     if row["state"] in TERMINAL_STATES:
         raise NotWaitingForInput(f"the task already ended ({row['state']})")
@@ -199,7 +201,7 @@ async def send_follow_up(
     handle = client.get_workflow_handle(row["workflow_id"])
     try:
         await handle.execute_update(
-            A2ATaskWorkflow.follow_up,
+            contract.FOLLOW_UP,
             FollowUpInput(message=message),
             rpc_timeout=timedelta(seconds=20),
         )
@@ -223,13 +225,11 @@ async def cancel_task(
         await handle.cancel()
         # Also a signal: a cancellation arriving as a model call completes is dropped by
         # Temporal (the call's result wins), and the workflow checks this flag between steps.
-        await handle.signal("cancel_requested")
+        await handle.signal(contract.CANCEL_REQUESTED)
     except RPCError as exc:
         raise NotCancelable(f"the task cannot be canceled: {exc.message}") from None
     if row["run_id"]:
         # Closes the model stream at once instead of at the activity's next heartbeat.
-        from deeployd.agents.cancellation import notify_cancel
-
         await notify_cancel(services.db.pool, row["run_id"])
     ended = await wait_for(
         services, org_id, task_id, lambda r: r["state"] in TERMINAL_STATES, wait_s
@@ -294,11 +294,12 @@ async def live_state(client: TemporalClient | None, row: dict[str, Any]) -> str 
     """The workflow's own view of the state (a query), None when it cannot be asked."""
     if client is None or row["state"] in TERMINAL_STATES:
         return None
-    from workflows.a2a_task import A2ATaskWorkflow
-
     try:
         snapshot = await asyncio.wait_for(
-            client.get_workflow_handle(row["workflow_id"]).query(A2ATaskWorkflow.state), timeout=2
+            client.get_workflow_handle(row["workflow_id"]).query(
+                contract.STATE, result_type=TaskSnapshot
+            ),
+            timeout=2,
         )
     except Exception:
         return None

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from deeployd.agents.contract import run_stream
 from deeployd.agents.tools.base import BaseTool, ToolContext, ToolError, get_tool, register_tool
 
 ASK_USER = "ask_user"
@@ -98,7 +99,7 @@ class CallAgent(BaseTool):
 
         async def progress(data: dict[str, Any]) -> None:
             # The remote task's progress, live on the calling run's stream.
-            publisher.publish_nowait(ctx.org_id, f"run:{ctx.run_id}", "remote_task", data)
+            publisher.publish_nowait(ctx.org_id, run_stream(ctx.run_id), "remote_task", data)
 
         async def check(url: str) -> None:
             await check_outbound_url(url, allow_private=settings.allow_private_urls)

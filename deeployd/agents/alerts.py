@@ -23,6 +23,7 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
+from deeployd.agents import contract
 from deeployd.agents import events as ev
 from deeployd.ids import new_id
 from deeployd.services import Services
@@ -206,8 +207,7 @@ async def orgs_with_windowed_rules(services: Services) -> list[str]:
 _schedules_ensured: set[str] = set()
 
 
-def sweep_schedule_id(task_queue: str) -> str:
-    return "deeployd-alert-sweep" + ("" if task_queue == "deeployd" else f"-{task_queue}")
+sweep_schedule_id = contract.sweep_schedule_id
 
 
 async def ensure_sweep_schedule(client: Any, settings: Any) -> str:
@@ -224,9 +224,6 @@ async def ensure_sweep_schedule(client: Any, settings: Any) -> str:
         ScheduleSpec,
     )
 
-    from activities.agent_runs import SweepAlertsInput
-    from workflows.alerts import AlertSweepWorkflow
-
     schedule_id = sweep_schedule_id(settings.task_queue)
     if schedule_id in _schedules_ensured:
         return schedule_id
@@ -235,8 +232,8 @@ async def ensure_sweep_schedule(client: Any, settings: Any) -> str:
             schedule_id,
             Schedule(
                 action=ScheduleActionStartWorkflow(
-                    AlertSweepWorkflow.run,
-                    SweepAlertsInput(),
+                    contract.ALERT_SWEEP_WORKFLOW,
+                    contract.SweepAlertsInput(),
                     id=f"{schedule_id}-run",
                     task_queue=settings.task_queue,
                     execution_timeout=timedelta(minutes=5),

@@ -15,57 +15,68 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
+from deeployd.agents.contract import (
+    ALERT_RESOLVED,
+    ALERT_TRIGGERED,
+    APPROVAL_REQUIRED,
+    COMMAND_CENTER_TYPES,
+    DONE,
+    ERROR,
+    RUN_COMPLETED,
+    RUN_END_TYPES,
+    RUN_ERROR,
+    RUN_LLM_CALL,
+    RUN_MEMORY_OP,
+    RUN_PROGRESS,
+    RUN_STARTED,
+    RUN_STATUS_CHANGED,
+    RUN_TOOL_COMPLETED,
+    RUN_TOOL_STARTED,
+    TOKEN,
+    TOOL_CALL,
+    TOOL_RESULT,
+    RunFailed,
+    RunStatusChanged,
+    org_stream,
+    run_stream,
+)
 from deeployd.eventlog import EventPublisher, StreamEnd
 
-# Chat-level events on `run:<runId>`.
-TOKEN = "token"
-TOOL_CALL = "tool_call"
-TOOL_RESULT = "tool_result"
-APPROVAL_REQUIRED = "approval_required"
-DONE = "done"
-ERROR = "error"
-RUN_END_TYPES = frozenset({DONE, ERROR})
-
-# Command Center events on `org:<orgId>`.
-RUN_STARTED = "run:started"
-RUN_STATUS_CHANGED = "run:status_changed"
-RUN_PROGRESS = "run:progress"
-RUN_TOOL_STARTED = "run:tool_started"
-RUN_TOOL_COMPLETED = "run:tool_completed"
-RUN_LLM_CALL = "run:llm_call"
-RUN_MEMORY_OP = "run:memory_op"
-RUN_ERROR = "run:error"
-RUN_COMPLETED = "run:completed"
-ALERT_TRIGGERED = "alert:triggered"
-ALERT_RESOLVED = "alert:resolved"
-COMMAND_CENTER_TYPES = frozenset(
-    {
-        RUN_STARTED,
-        RUN_STATUS_CHANGED,
-        RUN_PROGRESS,
-        RUN_TOOL_STARTED,
-        RUN_TOOL_COMPLETED,
-        RUN_LLM_CALL,
-        RUN_MEMORY_OP,
-        RUN_ERROR,
-        RUN_COMPLETED,
-        ALERT_TRIGGERED,
-        ALERT_RESOLVED,
-    }
-)
-
-
-def run_stream(run_id: str) -> str:
-    return f"run:{run_id}"
+# The names are the contract's (deeployd.agents.contract); this module publishes them.
+__all__ = [
+    "ALERT_RESOLVED",
+    "ALERT_TRIGGERED",
+    "APPROVAL_REQUIRED",
+    "COMMAND_CENTER_TYPES",
+    "DONE",
+    "ERROR",
+    "RUN_COMPLETED",
+    "RUN_END_TYPES",
+    "RUN_ERROR",
+    "RUN_LLM_CALL",
+    "RUN_MEMORY_OP",
+    "RUN_PROGRESS",
+    "RUN_STARTED",
+    "RUN_STATUS_CHANGED",
+    "RUN_TOOL_COMPLETED",
+    "RUN_TOOL_STARTED",
+    "TOKEN",
+    "TOOL_CALL",
+    "TOOL_RESULT",
+    "RunEvents",
+    "announce_claimed",
+    "announce_end",
+    "org_stream",
+    "run_end",
+    "run_item",
+    "run_stream",
+    "usage_dict",
+]
 
 
 def run_end(run_id: str) -> StreamEnd:
     """How a run's chat stream ends: with its `done` or `error` event."""
     return StreamEnd(run_stream(run_id), RUN_END_TYPES, lambda event: event.type in RUN_END_TYPES)
-
-
-def org_stream(org_id: str) -> str:
-    return f"org:{org_id}"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -112,3 +123,51 @@ class RunEvents:
 
     async def flush(self) -> None:
         await self.publisher.flush()
+
+
+async def announce_claimed(events: RunEvents, row: dict[str, Any]) -> None:
+    """A queued run took its conversation: `run:started`, then `running` on the Command Center."""
+    item = run_item(row)
+    events.command_center(RUN_STARTED, {"run": item})
+    events.command_center(
+        RUN_STATUS_CHANGED,
+        RunStatusChanged(status="running", previous_status="queued", run=item).data(),
+    )
+    await events.flush()
+
+
+async def announce_end(
+    events: RunEvents,
+    row: dict[str, Any],
+    previous_status: str,
+    *,
+    error: str | None = None,
+    code: str | None = None,
+    chat_error: str | None = None,
+) -> None:
+    """A run's end (its row already updated) on both streams: `done` or `error` ends its chat
+    stream; the Command Center gets the status change and `run:completed` or `run:error`.
+    `chat_error` is what the chat client reads when it differs from the stored error."""
+    item = run_item(row)
+    status = row["status"]
+    if status == "completed":
+        events.chat(DONE, {"usage": item["tokenUsage"], "cost": row["cost"]})
+    else:
+        events.chat(ERROR, {"message": chat_error or error or status, "code": code or status})
+    events.command_center(
+        RUN_STATUS_CHANGED,
+        RunStatusChanged(status=status, previous_status=previous_status, run=item).data(),
+    )
+    if status == "completed":
+        events.command_center(
+            RUN_COMPLETED,
+            {
+                "result": row["result"],
+                "usage": item["tokenUsage"],
+                "cost": row["cost"],
+                "run": item,
+            },
+        )
+    elif status == "failed":
+        events.command_center(RUN_ERROR, RunFailed.of(error, code, item).data())
+    await events.flush()

@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from fastapi import HTTPException, status
-from fastapi.exceptions import RequestValidationError
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 from temporalio.client import Client as TemporalClient
@@ -26,10 +23,19 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
-from deeployd import temporal
-from deeployd.agents import store
+from deeployd import errors, temporal
+from deeployd.agents import contract, store
 from deeployd.agents.cancellation import notify_cancel
-from deeployd.agents.events import RUN_STARTED, RUN_STATUS_CHANGED, RunEvents, run_item
+from deeployd.agents.contract import (
+    AgentRunInput,
+    ApprovalAccepted,
+    ApprovalInput,
+    RunOutcome,
+    RunPlan,
+    RunRef,
+    RunState,
+)
+from deeployd.agents.events import RunEvents, announce_claimed, announce_end
 from deeployd.idempotency import IdempotencyKey, forget, remember
 from deeployd.ids import new_id
 from deeployd.models.agent import RunPublic, TokenUsage
@@ -41,12 +47,9 @@ log = logging.getLogger(__name__)
 
 SECRET_REFERENCE = re.compile(r"^\$\{secrets\.[A-Za-z_][A-Za-z0-9_]*\}$")
 MAX_PROVIDER_OPTIONS_BYTES = 256 * 1024
-ACTIVE = ("queued", "running", "input-required")
-TERMINAL = ("completed", "failed", "cancelled")
-
-
-def workflow_id(run_id: str) -> str:
-    return f"run-{run_id}"
+ACTIVE = contract.ACTIVE
+TERMINAL = contract.TERMINAL
+workflow_id = contract.workflow_id
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,10 +62,10 @@ def validate_agent(fields: dict[str, Any]) -> None:
     from deeployd.agents.providers import get_provider, has_platform_key, is_platform_endpoint
     from deeployd.agents.tools import get_tool
 
-    errors: list[dict[str, Any]] = []
+    found: list[errors.FieldError] = []
 
     def bad(loc: tuple[str | int, ...], msg: str) -> None:
-        errors.append({"loc": ("body", *loc), "msg": msg, "type": "value_error"})
+        found.append(errors.FieldError(("body", *loc), msg))
 
     provider = fields.get("provider")
     if provider is not None:
@@ -116,8 +119,8 @@ def validate_agent(fields: dict[str, Any]) -> None:
         except ValidationError as exc:
             for error in exc.errors():
                 bad(("providerOptions", *error["loc"]), error["msg"])
-    if errors:
-        raise RequestValidationError(errors)
+    if found:
+        raise errors.Invalid.of(found)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,11 +175,11 @@ async def live_state(client: TemporalClient | None, row: dict[str, Any]) -> dict
     """The workflow's own view (status, pending approvals) while it runs; None if unreachable."""
     if client is None or row["status"] in TERMINAL:
         return None
-    from workflows.agent_run import AgentRunWorkflow
-
     try:
         state = await asyncio.wait_for(
-            client.get_workflow_handle(row["workflow_id"]).query(AgentRunWorkflow.state),
+            client.get_workflow_handle(row["workflow_id"]).query(
+                contract.STATE, result_type=RunState
+            ),
             timeout=2,
         )
     except (RPCError, TimeoutError, Exception):
@@ -228,7 +231,7 @@ async def send_message(
         )
         conv = await cur.fetchone()
         if conv is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "conversation not found")
+            raise errors.NotFound("conversation not found")
         await cur.execute(
             "SELECT id, status FROM runs WHERE conversation_id = %s AND status = ANY(%s) "
             "ORDER BY created_at",
@@ -236,32 +239,24 @@ async def send_message(
         )
         active = await cur.fetchall()
         if active and conv["multitask"] == "reject":
-            raise HTTPException(
-                status.HTTP_409_CONFLICT,
-                f"the conversation is busy with run {active[0]['id']} "
-                "(multitask strategy 'reject')",
+            raise errors.Conflict(
+                f"the conversation is busy with run {active[0]['id']} (multitask strategy 'reject')"
             )
         if conv["multitask"] == "interrupt":
             to_cancel = [r["id"] for r in active]
         # An idle conversation is claimed right here; otherwise the run waits its turn.
         claimed = not active
-        await cur.execute(
-            "INSERT INTO runs (id, org_id, agent_id, agent_name, conversation_id, message_id, "
-            "status, workflow_id, tool_calls, created_at, started_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), "
-            "CASE WHEN %s THEN clock_timestamp() END)",
-            (
-                run_id,
-                org_id,
-                conv["agent_id"],
-                conv["agent_name"],
-                conversation_id,
-                message_id,
-                "running" if claimed else "queued",
-                workflow_id(run_id),
-                Jsonb([]),
-                claimed,
-            ),
+        await store.insert_run_with_message(
+            conn,
+            org_id=org_id,
+            run_id=run_id,
+            message_id=message_id,
+            agent_id=conv["agent_id"],
+            agent_name=conv["agent_name"],
+            conversation_id=conversation_id,
+            content=content,
+            workflow_id=workflow_id(run_id),
+            claimed=claimed,
         )
         if claimed:
             await cur.execute(
@@ -269,18 +264,10 @@ async def send_message(
                 (run_id, conversation_id),
             )
         await cur.execute(
-            "INSERT INTO messages (id, org_id, conversation_id, run_id, role, content, tool_calls, "
-            "created_at) VALUES (%s, %s, %s, %s, 'user', %s, %s, now())",
-            (message_id, org_id, conversation_id, run_id, content, Jsonb([])),
-        )
-        await cur.execute(
             "UPDATE conversations SET updated_at = now() WHERE id = %s", (conversation_id,)
         )
         if idempotency is not None:
             await remember(conn, idempotency, 202, {"runId": run_id, "messageId": message_id})
-    from activities.agent_runs import RunPlan, RunRef
-    from workflows.agent_run import AgentRunInput, AgentRunWorkflow
-
     ref = RunRef(
         run_id=run_id, org_id=org_id, agent_id=conv["agent_id"], conversation_id=conversation_id
     )
@@ -297,18 +284,14 @@ async def send_message(
     assert row is not None
     events = RunEvents(services.publisher, org_id, run_id, conv["agent_id"])
     if claimed:  # what the claim activity announces for runs that had to wait
-        item = run_item(row)
-        events.command_center(RUN_STARTED, {"run": item})
-        events.command_center(
-            RUN_STATUS_CHANGED, {"status": "running", "previousStatus": "queued", "run": item}
-        )
-        await events.flush()
+        await announce_claimed(events, row)
     try:
         await client.start_workflow(
-            AgentRunWorkflow.run,
+            contract.AGENT_RUN_WORKFLOW,
             AgentRunInput(run=ref, plan=plan),
             id=workflow_id(run_id),
             task_queue=services.settings.task_queue,
+            result_type=RunOutcome,
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(temporal.ORG_ID, org_id),
@@ -336,20 +319,15 @@ async def send_message(
         )
         await store.release_conversation(pool, org_id, conversation_id, run_id)
         if failed is not None:
-            item = run_item(failed)
-            events.chat("error", {"message": "could not start the run", "code": "start_failed"})
-            events.command_center(
-                RUN_STATUS_CHANGED,
-                {"status": "failed", "previousStatus": row["status"], "run": item},
+            await announce_end(
+                events,
+                failed,
+                row["status"],
+                error=failed["error"],
+                code="start_failed",
+                chat_error="could not start the run",
             )
-            events.command_center(
-                "run:error",
-                {"error": {"message": failed["error"], "code": "start_failed"}, "run": item},
-            )
-            await events.flush()
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "could not start the run; try again"
-        ) from exc
+        raise errors.Unavailable("temporal", "could not start the run; try again") from exc
     for other in to_cancel:
         await _cancel_workflow(client, workflow_id(other), other, pool)
     return StartedRun(run=row, message_id=message_id)
@@ -366,12 +344,18 @@ async def _cancel_workflow(
     await notify_cancel(pool, run_id)
 
 
-async def cancel_run(services: Services, client: TemporalClient, org_id: str, run_id: str) -> dict:
+async def _active_run(services: Services, org_id: str, run_id: str) -> dict[str, Any]:
+    """The run's row, refusing a run that does not exist or already ended."""
     row = await store.get_run(services.db.pool, org_id, run_id)
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "run not found")
+        raise errors.NotFound("run not found")
     if row["status"] in TERMINAL:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"the run already ended ({row['status']})")
+        raise errors.Conflict(f"the run already ended ({row['status']})")
+    return row
+
+
+async def cancel_run(services: Services, client: TemporalClient, org_id: str, run_id: str) -> dict:
+    row = await _active_run(services, org_id, run_id)
     await _cancel_workflow(client, row["workflow_id"], run_id, services.db.pool)
     return row
 
@@ -386,28 +370,21 @@ async def approve_run(
     comment: str | None,
 ) -> dict[str, Any]:
     """Deliver a human's decision as a Temporal update; the workflow's validator has the say."""
-    from workflows.agent_run import AgentRunWorkflow, ApprovalInput
-
-    row = await store.get_run(services.db.pool, org_id, run_id)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "run not found")
-    if row["status"] in TERMINAL:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"the run already ended ({row['status']})")
+    row = await _active_run(services, org_id, run_id)
     handle = client.get_workflow_handle(row["workflow_id"])
     try:
         result = await handle.execute_update(
-            AgentRunWorkflow.approve,
+            contract.APPROVE,
             ApprovalInput(tool_call_id=tool_call_id, approved=approved, comment=comment),
+            result_type=ApprovalAccepted,
             rpc_timeout=timedelta(seconds=20),
         )
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         message = getattr(cause, "message", None) or str(cause or exc)
-        raise HTTPException(status.HTTP_409_CONFLICT, message) from None
+        raise errors.Conflict(message) from None
     except RPCError as exc:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"the run is not waiting for approval: {exc.message}"
-        ) from None
+        raise errors.Conflict(f"the run is not waiting for approval: {exc.message}") from None
     return {"runId": run_id, "toolCallId": result.tool_call_id, "approved": result.approved}
 
 

@@ -474,3 +474,46 @@ async def turn_text(pool: AsyncConnectionPool, org_id: str, run_id: str, turn: i
         )
         row = await cur.fetchone()
         return row[0] if row else None
+
+
+async def insert_run_with_message(
+    conn: Any,
+    *,
+    org_id: str,
+    run_id: str,
+    message_id: str,
+    agent_id: str,
+    agent_name: str,
+    conversation_id: str,
+    content: str,
+    workflow_id: str,
+    claimed: bool,
+) -> None:
+    """A new run and the user message it answers, in the caller's transaction (the one home of
+    run creation: chat messages and A2A tasks both start runs here).
+
+    `claimed`: the run holds its conversation already and starts `running`; else `queued`.
+    """
+    await conn.execute(
+        "INSERT INTO runs (id, org_id, agent_id, agent_name, conversation_id, message_id, "
+        "status, workflow_id, tool_calls, created_at, started_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), "
+        "CASE WHEN %s THEN clock_timestamp() END)",
+        (
+            run_id,
+            org_id,
+            agent_id,
+            agent_name,
+            conversation_id,
+            message_id,
+            "running" if claimed else "queued",
+            workflow_id,
+            Jsonb([]),
+            claimed,
+        ),
+    )
+    await conn.execute(
+        "INSERT INTO messages (id, org_id, conversation_id, run_id, role, content, tool_calls, "
+        "created_at) VALUES (%s, %s, %s, %s, 'user', %s, %s, now())",
+        (message_id, org_id, conversation_id, run_id, content, Jsonb([])),
+    )
