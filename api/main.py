@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 
 from api import errors
 from api.input_guard import refuse_unstorable_input
-from api.middleware import ErrorBoundaryMiddleware, RequestMetricsMiddleware, RequestObserver
+from api.middleware import ErrorBoundaryMiddleware, RequestMetricsMiddleware
 from api.routes import (
     a2a,
     agents,
@@ -33,7 +33,8 @@ from api.sse import EventStreamer
 from deeployd import temporal
 from deeployd.logging import configure_logging
 from deeployd.orgs import KeyAuthenticator, KeyLiveness
-from deeployd.pipelines.sources import api_event as api_event_source
+from deeployd.pipelines.sources.api_event import ApiEventRouter
+from deeployd.request_log import RequestObserver, RequestRecord
 from deeployd.services import Services
 from deeployd.settings import Settings, get_settings
 
@@ -58,7 +59,14 @@ async def _connect_temporal_until_up(services: Services) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    observers: list[RequestObserver] = []
+    # The `api_event` pipeline source observes every request once its router is up.
+    api_events: list[ApiEventRouter] = []
+
+    def observe_api_event(record: RequestRecord) -> None:
+        for router in api_events:
+            router.observe(record)
+
+    observers: list[RequestObserver] = [observe_api_event]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,10 +84,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             retry_ms=settings.sse_retry_ms,
             key_check=KeyLiveness(services.db.pool),
         )
+        api_events.append(ApiEventRouter(services))
         try:
             yield
         finally:
             connector.cancel()
+            for router in api_events:
+                await router.close()
+            api_events.clear()
             await services.close()
 
     app = FastAPI(
@@ -95,7 +107,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ErrorBoundaryMiddleware, retry_after_s=lambda: settings.retry_after_seconds)
     app.add_middleware(RequestMetricsMiddleware, observers=observers)
     errors.install(app)
-    api_event_source.install(app)  # the `api_event` pipeline source observes every request
     for module in (
         health,
         me,

@@ -8,30 +8,15 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import unavailable_body, unavailable_dependency
 from deeployd import metrics
+from deeployd.request_log import RequestObserver, RequestRecord
 
 log = logging.getLogger("deeployd.access")
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    method: str
-    path: str
-    route: str
-    status: int
-    latency_ms: float
-    org_id: str | None
-    key_prefix: str | None
-    ts: float
-
-
-RequestObserver = Callable[[RequestRecord], None]
 
 
 class HttpMiddleware:

@@ -28,7 +28,10 @@ async def test_agent_validation_names_the_bad_field(api: RunningApi, org: Org) -
         base = scripted_agent([{"text": "hi"}])
         cases = [
             ({"tools": ["calculator", "current_time", "foo"]}, "tools[2]: unknown tool 'foo'"),
-            ({"provider": "skynet"}, "provider: unknown provider 'skynet'"),
+            (
+                {"provider": "skynet"},
+                "provider: unknown provider 'skynet'; one of anthropic, openai, scripted",
+            ),
             (
                 {"tools": ["calculator"], "approvalRequired": ["http_request"]},
                 "approvalRequired[0]: 'http_request' is not one of the agent's tools",

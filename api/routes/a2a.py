@@ -34,10 +34,11 @@ from api.sse_ended import EndTracker, StreamEnd, StreamReader
 from deeployd.a2a import events as tev
 from deeployd.a2a import service, store
 from deeployd.a2a import tools as _tools  # noqa: F401  (registers ask_user / call_agent)
+from deeployd.a2a.contract import TASK_STATES
 from deeployd.errors import Conflict, Invalid, NotFound
 from deeployd.eventlog import EventFilter, StoredEvent
 from deeployd.idempotency import KeyTaken, canonical_json, lookup_in
-from deeployd.models.a2a import TASK_STATES, A2AFollowUp, A2ATaskCreate
+from deeployd.models.a2a import A2AFollowUp, A2ATaskCreate
 from deeployd.services import Services
 
 router = APIRouter(tags=["a2a"])

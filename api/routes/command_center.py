@@ -17,8 +17,7 @@ from api.deps import (
 )
 from api.lookup import found
 from api.query import csv_set
-from deeployd.agents import events as ev
-from deeployd.agents import service, store
+from deeployd.agents import contract, service, store
 from deeployd.agents.alerts import ensure_sweep_schedule, evaluate_org_rules, evaluate_rule
 from deeployd.eventlog import EventFilter, StoredEvent
 from deeployd.ids import new_id
@@ -37,7 +36,7 @@ router = APIRouter(prefix="/api/command-center", tags=["command center"])
 
 # Alerts concern a rule, not one agent: an agent filter keeps every one of them. Derived from the
 # one list of Command Center event types, so a new alert type needs no change here.
-AGENTLESS_TYPES = frozenset(t for t in ev.COMMAND_CENTER_TYPES if t.startswith("alert:"))
+AGENTLESS_TYPES = frozenset(t for t in contract.COMMAND_CENTER_TYPES if t.startswith("alert:"))
 
 
 def _agent_filter(agent_ids: frozenset[str]) -> Callable[[StoredEvent], bool]:
@@ -71,7 +70,7 @@ async def stream(
     agents = csv_set(agent_ids)
     flt = EventFilter(
         principal.org_id,
-        frozenset({ev.org_stream(principal.org_id)}),
+        frozenset({contract.org_stream(principal.org_id)}),
         csv_set(event_types),
         _agent_filter(agents) if agents else None,
     )
@@ -95,7 +94,7 @@ async def live_runs(principal: CurrentPrincipal, services: ServicesDep) -> list[
     rows = await store.list_runs(
         services.db.pool,
         principal.org_id,
-        statuses=service.ACTIVE,
+        statuses=contract.ACTIVE,
         oldest_first=True,
         limit=MAX_LIVE_RUNS,
     )

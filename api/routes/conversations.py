@@ -24,8 +24,8 @@ from api.deps import (
 )
 from api.lookup import found
 from api.sse_ended import EndTracker, StreamReader
+from deeployd.agents import contract, service, store
 from deeployd.agents import events as ev
-from deeployd.agents import service, store
 from deeployd.errors import Conflict, Invalid, NotFound
 from deeployd.eventlog import EventFilter
 from deeployd.idempotency import IdempotencyKey, KeyTaken, canonical_json, lookup_in
@@ -104,7 +104,7 @@ async def delete_conversation(
 ) -> None:
     row = await _get(session, principal.org_id, conversation_id)
     busy = await store.conversation_run_id(
-        session, principal.org_id, conversation_id, service.ACTIVE
+        session, principal.org_id, conversation_id, contract.ACTIVE
     )
     if busy is not None:
         raise Conflict(f"run {busy} is still active; cancel it first")
@@ -112,7 +112,7 @@ async def delete_conversation(
 
 
 def _run_stream(streamer: StreamerDep, org_id: str, run_id: str, resume: int | None) -> Response:
-    flt = EventFilter(org_id, frozenset({ev.run_stream(run_id)}))
+    flt = EventFilter(org_id, frozenset({contract.run_stream(run_id)}))
     return streamer.response(
         flt,
         resume_after=resume if resume is not None else 0,  # from the run's beginning
@@ -225,7 +225,7 @@ async def list_or_stream_messages(
     )
     if run_id is None:
         raise NotFound("the conversation has no runs yet")
-    flt = EventFilter(principal.org_id, frozenset({ev.run_stream(run_id)}))
+    flt = EventFilter(principal.org_id, frozenset({contract.run_stream(run_id)}))
     tracker = EndTracker(streamer.ended, streamer.pool, flt, ev.run_end(run_id), reader)
     if await tracker.already_ended(resume):
         return Response(status_code=status.HTTP_204_NO_CONTENT, headers={"X-Run-Id": run_id})

@@ -17,8 +17,8 @@ from api.deps import (
 )
 from api.lookup import found
 from api.sse_ended import EndTracker
+from deeployd.agents import contract, service, store
 from deeployd.agents import events as ev
-from deeployd.agents import service, store
 from deeployd.eventlog import EventFilter
 from deeployd.models.agent import ApprovalDecision, RunPublic, RunStatus
 
@@ -65,7 +65,7 @@ async def stream_run(
     resume: LastEventIdDep,
 ) -> Response:
     found(await store.get_run(services.db.pool, principal.org_id, run_id), "run")
-    flt = EventFilter(principal.org_id, frozenset({ev.run_stream(run_id)}))
+    flt = EventFilter(principal.org_id, frozenset({contract.run_stream(run_id)}))
     # Resuming at or past the run's end: 204, so an EventSource stops reconnecting.
     end = ev.run_end(run_id)
     tracker = EndTracker(streamer.ended, streamer.pool, flt, end, None, remember=False)

@@ -22,6 +22,17 @@ from deeployd.agents.contract import (
 
 # --- states (A2A's own spelling: "canceled") ----------------------------------------------------
 
+# Every state, in the order the docs list them (what the API accepts as a `state` filter).
+TASK_STATES = (
+    "submitted",
+    "working",
+    "input-required",
+    "completed",
+    "failed",
+    "canceled",
+    "rejected",
+    "auth-required",
+)
 ACTIVE_STATES = frozenset({"submitted", "working", "input-required", "auth-required"})
 TERMINAL_STATES = frozenset({"completed", "failed", "canceled", "rejected"})
 INTERRUPTED_STATES = frozenset({"input-required", "auth-required"})

@@ -50,8 +50,8 @@ from temporalio.client import Client as TemporalClient
 
 from deeployd.a2a import events as tev
 from deeployd.a2a import service, store
+from deeployd.a2a.contract import TERMINAL_STATES
 from deeployd.a2a.stores import PostgresPushConfigStore, PostgresTaskStore, agent_of, org_of
-from deeployd.models.a2a import TERMINAL_STATES
 from deeployd.netguard import UnsafeURLError, check_outbound_url
 from deeployd.orgs import KeyLiveness
 from deeployd.revocation import KEY_RECHECK_SECONDS, KeyRevoked, revocable

@@ -143,11 +143,12 @@ MAX_INLINE_TEXT = 4000
 
 
 class ToolCall(BaseModel):
-    """One tool invocation the model asked for (the providers' ToolCall, field for field);
-    `arguments` is already-parsed JSON."""
+    """One tool invocation the model asked for; `arguments` is already-parsed JSON.
 
-    # Accepts the providers' own ToolCall instances as they are.
-    model_config = ConfigDict(from_attributes=True)
+    If a provider streamed arguments that are not a JSON object, `arguments` is
+    `{"_raw": "<the text>"}`: the tool layer rejects it with a ToolError that the run feeds
+    back to the model (so the model can correct itself instead of the run failing).
+    """
 
     id: str
     name: str

@@ -36,6 +36,8 @@ from deeployd.agents.contract import (
     RunState,
 )
 from deeployd.agents.events import RunEvents, announce_claimed, announce_end
+from deeployd.agents.providers import PROVIDERS, has_platform_key, is_platform_endpoint
+from deeployd.agents.tools import get_tool
 from deeployd.idempotency import IdempotencyKey, forget, remember
 from deeployd.ids import new_id
 from deeployd.models.agent import RunPublic, TokenUsage
@@ -59,9 +61,6 @@ workflow_id = contract.workflow_id
 
 def validate_agent(fields: dict[str, Any]) -> None:
     """Check provider, tools, approvals, key reference, base URL and provider options."""
-    from deeployd.agents.providers import get_provider, has_platform_key, is_platform_endpoint
-    from deeployd.agents.tools import get_tool
-
     found: list[errors.FieldError] = []
 
     def bad(loc: tuple[str | int, ...], msg: str) -> None:
@@ -70,9 +69,9 @@ def validate_agent(fields: dict[str, Any]) -> None:
     provider = fields.get("provider")
     if provider is not None:
         try:
-            get_provider(provider)
-        except KeyError:
-            bad(("provider",), f"unknown provider '{provider}'")
+            PROVIDERS.get(provider, ("provider",))
+        except errors.Invalid as exc:
+            found.extend(errors.FieldError(("body", *e.loc), e.msg) for e in exc.errors)
     tools = fields.get("tools") or []
     for i, name in enumerate(tools):
         try:

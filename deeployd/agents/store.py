@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from deeployd.agents import contract
 from deeployd.ids import new_id
 from deeployd.models.agent import Agent, Alert, AlertRule, Conversation, Message, Run
 
@@ -383,14 +384,14 @@ async def claim_conversation(
         )
         status_row = await cur.fetchone()
         status = status_row[0] if status_row else "failed"
-        if status in ("completed", "failed", "cancelled"):
+        if status in contract.TERMINAL:
             return False, status
         if active == run_id:
             return True, status
         if active is not None:
             cur = await conn.execute("SELECT status FROM runs WHERE id = %s", (active,))
             holder = await cur.fetchone()
-            if holder is not None and holder[0] not in ("completed", "failed", "cancelled"):
+            if holder is not None and holder[0] not in contract.TERMINAL:
                 return False, status
         # The conversation is free (or its holder ended without handing over): the oldest
         # queued run goes first.
@@ -443,7 +444,7 @@ async def count_published_tokens(
         cur = await conn.execute(
             "SELECT count(*) FROM events WHERE stream = %s AND org_id = %s AND type = 'token' "
             "AND (data->>'turn')::int = %s",
-            (f"run:{run_id}", org_id, turn),
+            (contract.run_stream(run_id), org_id, turn),
         )
         row = await cur.fetchone()
         return int(row[0]) if row else 0

@@ -17,19 +17,6 @@ from sqlmodel import Field, SQLModel
 from deeployd.errors import Invalid
 from deeployd.models.base import ApiModel
 
-# Task states as A2A spells them in its JSON-RPC 0.3 / docs form (lowercase, dashed).
-TASK_STATES = (
-    "submitted",
-    "working",
-    "input-required",
-    "completed",
-    "failed",
-    "canceled",
-    "rejected",
-    "auth-required",
-)
-TERMINAL_STATES = frozenset({"completed", "failed", "canceled", "rejected"})
-INTERRUPTED_STATES = frozenset({"input-required", "auth-required"})
 MAX_MESSAGE_CHARS = 100_000
 
 

@@ -203,10 +203,6 @@ class RunStatus(StrEnum):
     cancelled = "cancelled"
 
 
-ACTIVE_STATUSES = (RunStatus.queued, RunStatus.running, RunStatus.input_required)
-TERMINAL_STATUSES = (RunStatus.completed, RunStatus.failed, RunStatus.cancelled)
-
-
 class Run(SQLModel, table=True):
     __tablename__ = "runs"
     __table_args__ = (

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from deeployd.agents import contract as agents_contract
 from deeployd.eventlog import EventBus, EventFilter, StoredEvent, Subscription, read_events
 from deeployd.voice.text import SentenceBuffer, speakable_markdown, split_sentences
 
@@ -29,12 +30,9 @@ class RunLookup:
         return self.has_events or self.has_row
 
 
-_TERMINAL = ("completed", "failed", "cancelled")
-
-
 async def find_run(pool: AsyncConnectionPool, org_id: str, run_id: str) -> RunLookup:
     """Does the caller's organisation own this run (events on `run:<id>`, or a `runs` row)?"""
-    stream = f"run:{run_id}"
+    stream = agents_contract.run_stream(run_id)
     async with pool.connection() as conn:
         cursor = await conn.execute(
             "SELECT 1 FROM events WHERE org_id = %s AND stream = %s LIMIT 1", (org_id, stream)
@@ -60,7 +58,7 @@ async def find_run(pool: AsyncConnectionPool, org_id: str, run_id: str) -> RunLo
     if run is None:
         return RunLookup(has_events, False)
     status, result = run
-    finished = str(result) if status in _TERMINAL and result else None
+    finished = str(result) if status in agents_contract.TERMINAL and result else None
     return RunLookup(has_events, True, finished)
 
 
@@ -77,7 +75,7 @@ class RunText:
         idle_seconds: float,
         max_chars: int,
     ) -> None:
-        self.filter = EventFilter(org_id, frozenset({f"run:{run_id}"}))
+        self.filter = EventFilter(org_id, frozenset({agents_contract.run_stream(run_id)}))
         self._bus = bus
         self._pool = pool
         self._idle = idle_seconds

@@ -21,20 +21,9 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+# A tool call crosses into the run's workflow, so its one definition is the contract's.
+from deeployd.agents.contract import ToolCall
 from deeployd.registry import Registry
-
-
-class ToolCall(BaseModel):
-    """One tool invocation the model asked for; `arguments` is already-parsed JSON.
-
-    If a provider streamed arguments that are not a JSON object, `arguments` is
-    `{"_raw": "<the text>"}`: the tool layer rejects it with a ToolError that the run feeds
-    back to the model (so the model can correct itself instead of the run failing).
-    """
-
-    id: str
-    name: str
-    arguments: dict[str, Any] = Field(default_factory=dict)
 
 
 class ChatMessage(BaseModel):

@@ -9,22 +9,28 @@ dedup key `event:<eventId>` — so a re-read after a crash never appends an even
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field
 
+from deeployd.agents import contract as cc
 from deeployd.pipelines.sources.common import SourceModel, parse_source
 from deeployd.pipelines.sources.plugin import SourceType, source_type
 
-LIFECYCLE_TYPES = ("run:started", "run:status_changed", "run:completed", "run:error")
+LIFECYCLE_TYPES = (
+    cc.RUN_STARTED,
+    cc.RUN_STATUS_CHANGED,
+    cc.RUN_COMPLETED,
+    cc.RUN_ERROR,
+)
 # Other Command Center run events a pipeline may opt into with `eventTypes` (they carry no `run`
 # record; their item is the event's own fields).
 OTHER_RUN_TYPES = (
-    "run:progress",
-    "run:tool_started",
-    "run:tool_completed",
-    "run:llm_call",
-    "run:memory_op",
+    cc.RUN_PROGRESS,
+    cc.RUN_TOOL_STARTED,
+    cc.RUN_TOOL_COMPLETED,
+    cc.RUN_LLM_CALL,
+    cc.RUN_MEMORY_OP,
 )
 ROUTABLE_TYPES = LIFECYCLE_TYPES + OTHER_RUN_TYPES
 # Every lifecycle transition of a run (queued->running, running<->input-required, ->completed,
@@ -32,7 +38,7 @@ ROUTABLE_TYPES = LIFECYCLE_TYPES + OTHER_RUN_TYPES
 # `run:completed` and `run:error` repeat some of those transitions. Routing all four by default
 # would put a completed run into a pipeline twice (the docs' example would count every
 # completion twice), so the default is the one type that covers each transition once.
-DEFAULT_TYPES = ("run:status_changed",)
+DEFAULT_TYPES = (cc.RUN_STATUS_CHANGED,)
 
 EventType = Literal[
     "run:started",
@@ -45,6 +51,10 @@ EventType = Literal[
     "run:llm_call",
     "run:memory_op",
 ]
+# The Literal above is what the API validates with (and names in its 422); it must list exactly
+# the contract's routable types.
+if set(get_args(EventType)) != set(ROUTABLE_TYPES):  # pragma: no cover - caught at import
+    raise RuntimeError("agent_execution.EventType is out of step with the agents contract")
 
 
 class AgentExecutionSource(SourceModel):

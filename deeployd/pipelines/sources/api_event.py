@@ -29,8 +29,6 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,11 +37,9 @@ from pydantic import Field
 from deeployd.pipelines.sources.common import SourceModel, parse_source
 from deeployd.pipelines.sources.plugin import PipelineSource, SourceType, source_type
 from deeployd.pipelines.transforms.errors import ConfigError
+from deeployd.request_log import RequestRecord
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-    from api.middleware import RequestRecord
     from deeployd.services import Services
 
 log = logging.getLogger(__name__)
@@ -234,30 +230,3 @@ class ApiEventRouter:
         # Only now forget them: a failed flush (DB down) retries the same records next time.
         for _ in range(len(records)):
             self._buffer.popleft()
-
-
-def install(app: FastAPI) -> None:
-    """Register the observer and tie the router's life to the app's lifespan."""
-    holder: dict[str, ApiEventRouter] = {}
-
-    def observe(record: RequestRecord) -> None:
-        router = holder.get("router")
-        if router is not None:
-            router.observe(record)
-
-    app.state.request_observers.append(observe)
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(application: Any) -> AsyncIterator[Any]:
-        async with inner(application) as state:
-            router = ApiEventRouter(application.state.services)
-            holder["router"] = router
-            application.state.api_event_router = router
-            try:
-                yield state
-            finally:
-                holder.pop("router", None)
-                await router.close()
-
-    app.router.lifespan_context = lifespan
