@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 if TYPE_CHECKING:
@@ -94,3 +95,15 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session:
             yield session
+
+
+async def save_row(session: AsyncSession, row: SQLModel) -> None:
+    """Insert or update one row, commit, and read it back (database defaults included)."""
+    session.add(row)
+    await session.commit()
+    await session.refresh(row)
+
+
+async def delete_row(session: AsyncSession, row: SQLModel) -> None:
+    await session.delete(row)
+    await session.commit()

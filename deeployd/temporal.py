@@ -11,7 +11,7 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
 
@@ -37,6 +37,31 @@ SEARCH_ATTRIBUTES = (
     CONTEXT_ID,
     STATUS,
 )
+
+
+def search_attributes(
+    *,
+    org_id: str,
+    status: str | None = None,
+    agent_id: str | None = None,
+    conversation_id: str | None = None,
+    context_id: str | None = None,
+    pipeline_id: str | None = None,
+    pipeline_name: str | None = None,
+) -> TypedSearchAttributes:
+    """The search attributes a workflow or schedule starts with (the ones given)."""
+    values = (
+        (ORG_ID, org_id),
+        (AGENT_ID, agent_id),
+        (CONVERSATION_ID, conversation_id),
+        (CONTEXT_ID, context_id),
+        (PIPELINE_ID, pipeline_id),
+        (PIPELINE_NAME, pipeline_name),
+        (STATUS, status),
+    )
+    return TypedSearchAttributes(
+        [SearchAttributePair(key, value) for key, value in values if value is not None]
+    )
 
 
 async def connect(settings: Settings, *, max_retry_seconds: float | None = None) -> Client:

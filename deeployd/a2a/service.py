@@ -18,7 +18,6 @@ from typing import Any
 
 from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from deeployd import errors, temporal
@@ -149,13 +148,8 @@ async def create_task(
             id=wf_id,
             task_queue=services.settings.task_queue,
             result_type=TaskOutcome,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(temporal.ORG_ID, org_id),
-                    SearchAttributePair(temporal.AGENT_ID, agent_id),
-                    SearchAttributePair(temporal.CONTEXT_ID, context_id),
-                    SearchAttributePair(temporal.STATUS, "submitted"),
-                ]
+            search_attributes=temporal.search_attributes(
+                org_id=org_id, agent_id=agent_id, context_id=context_id, status="submitted"
             ),
             memo={"agentName": name, "agentId": agent_id, "contextId": context_id},
             static_summary=f"A2A {name}: {store.message_text(message)[:80]}",

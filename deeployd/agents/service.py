@@ -20,7 +20,6 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from deeployd import errors, temporal
@@ -291,13 +290,11 @@ async def send_message(
             id=workflow_id(run_id),
             task_queue=services.settings.task_queue,
             result_type=RunOutcome,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(temporal.ORG_ID, org_id),
-                    SearchAttributePair(temporal.AGENT_ID, conv["agent_id"]),
-                    SearchAttributePair(temporal.CONVERSATION_ID, conversation_id),
-                    SearchAttributePair(temporal.STATUS, "running" if claimed else "queued"),
-                ]
+            search_attributes=temporal.search_attributes(
+                org_id=org_id,
+                agent_id=conv["agent_id"],
+                conversation_id=conversation_id,
+                status="running" if claimed else "queued",
             ),
             memo={"agentName": conv["agent_name"], "conversationId": conversation_id},
             static_summary=f"{conv['agent_name']}: {content[:80]}",

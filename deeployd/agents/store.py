@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
-from sqlmodel import SQLModel, col, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from deeployd import db
 from deeployd.agents import contract
 from deeployd.ids import new_id
 from deeployd.models.agent import Agent, Alert, AlertRule, Conversation, Message, Run
@@ -59,16 +60,9 @@ async def find_owned(
     return (await session.exec(query)).first()
 
 
-async def save_row(session: AsyncSession, row: SQLModel) -> None:
-    """Insert or update one row and read it back (database defaults included)."""
-    session.add(row)
-    await session.commit()
-    await session.refresh(row)
-
-
-async def delete_row(session: AsyncSession, row: SQLModel) -> None:
-    await session.delete(row)
-    await session.commit()
+# One row's insert, update and delete are the same for every table.
+save_row = db.save_row
+delete_row = db.delete_row
 
 
 async def agent_for_card(

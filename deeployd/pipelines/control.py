@@ -20,8 +20,6 @@ from temporalio.client import (
     WorkflowQueryRejectedError,
 )
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -87,13 +85,11 @@ async def start_workflow(client: TemporalClient, services: Services, row: Pipeli
         result_type=PipelineState,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(temporal.ORG_ID, row.org_id),
-                SearchAttributePair(temporal.PIPELINE_ID, row.id),
-                SearchAttributePair(temporal.PIPELINE_NAME, row.name),
-                SearchAttributePair(temporal.STATUS, contract.PipelineStatus.running),
-            ]
+        search_attributes=temporal.search_attributes(
+            org_id=row.org_id,
+            pipeline_id=row.id,
+            pipeline_name=row.name,
+            status=contract.PipelineStatus.running,
         ),
         memo={
             "name": row.name,

@@ -15,6 +15,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from deeployd import db
 from deeployd.models.pipeline import (
     Pipeline,
     PipelineChainState,
@@ -43,11 +44,7 @@ async def insert_pipeline(session: AsyncSession, row: Pipeline) -> None:
     await save(session, row)
 
 
-async def save(session: AsyncSession, row: Any) -> None:
-    """Commit `row` (any pipeline-table row) and read it back."""
-    session.add(row)
-    await session.commit()
-    await session.refresh(row)
+save = db.save_row  # any pipeline-table row
 
 
 async def reload(session: AsyncSession, row: Pipeline) -> None:

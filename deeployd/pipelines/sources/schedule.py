@@ -25,7 +25,7 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleState,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from deeployd import temporal
@@ -106,12 +106,7 @@ def _schedule(org_id: str, pipeline_id: str, source: dict[str, Any], task_queue:
 
 
 def temporal_attributes(org_id: str, pipeline_id: str) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(temporal.ORG_ID, org_id),
-            SearchAttributePair(temporal.PIPELINE_ID, pipeline_id),
-        ]
-    )
+    return temporal.search_attributes(org_id=org_id, pipeline_id=pipeline_id)
 
 
 async def upsert_schedule(
