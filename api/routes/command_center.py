@@ -15,16 +15,11 @@ from api.deps import (
     StreamPrincipal,
     WritePrincipal,
 )
-from api.lookup import found
 from api.query import csv_set
-from deeployd.agents import contract, service, store
-from deeployd.agents.alerts import ensure_sweep_schedule, evaluate_org_rules, evaluate_rule
+from deeployd.agents import alerts, contract, service, store
 from deeployd.eventlog import EventFilter, StoredEvent
-from deeployd.ids import new_id
-from deeployd.models import utcnow
 from deeployd.models.agent import (
     AlertPublic,
-    AlertRule,
     AlertRuleCreate,
     AlertRulePublic,
     AlertRuleUpdate,
@@ -104,19 +99,6 @@ async def live_runs(principal: CurrentPrincipal, services: ServicesDep) -> list[
 # --- alert rules -----------------------------------------------------------------------------
 
 
-async def _rule(session: SessionDep, org_id: str, rule_id: str) -> AlertRule:
-    return found(await store.find_owned(session, AlertRule, org_id, rule_id), "alert rule")
-
-
-async def _evaluated(
-    services: ServicesDep, session: SessionDep, org_id: str, rule_id: str
-) -> AlertRulePublic:
-    await evaluate_rule(services, org_id, rule_id)
-    row = await _rule(session, org_id, rule_id)
-    await session.refresh(row)
-    return AlertRulePublic.model_validate(row.model_dump())
-
-
 @router.post(
     "/alert-rules", status_code=201, response_model=AlertRulePublic, response_model_by_alias=True
 )
@@ -124,11 +106,10 @@ async def create_rule(
     body: AlertRuleCreate, principal: WritePrincipal, session: SessionDep, services: ServicesDep
 ) -> AlertRulePublic:
     """Create a rule; it is evaluated at once and whenever a run ends."""
-    row = AlertRule(id=new_id("alr"), org_id=principal.org_id, **body.model_dump(mode="json"))
-    await store.save_row(session, row)
-    if services.temporal is not None:  # windowed rules also clear as time passes
-        await ensure_sweep_schedule(services.temporal, services.settings)
-    return await _evaluated(services, session, principal.org_id, row.id)
+    row = await alerts.create_rule(
+        services, session, principal.org_id, body.model_dump(mode="json")
+    )
+    return AlertRulePublic.model_validate(row.model_dump())
 
 
 @router.get("/alert-rules", response_model=list[AlertRulePublic], response_model_by_alias=True)
@@ -141,9 +122,8 @@ async def list_rules(principal: CurrentPrincipal, session: SessionDep) -> list[A
 async def get_rule(
     rule_id: str, principal: CurrentPrincipal, session: SessionDep
 ) -> AlertRulePublic:
-    return AlertRulePublic.model_validate(
-        (await _rule(session, principal.org_id, rule_id)).model_dump()
-    )
+    row = await alerts.get_rule(session, principal.org_id, rule_id)
+    return AlertRulePublic.model_validate(row.model_dump())
 
 
 @router.patch(
@@ -156,25 +136,16 @@ async def update_rule(
     session: SessionDep,
     services: ServicesDep,
 ) -> AlertRulePublic:
-    row = await _rule(session, principal.org_id, rule_id)
-    for key, value in body.model_dump(mode="json", exclude_unset=True).items():
-        setattr(row, key, value)
-    row.updated_at = utcnow()
-    await store.save_row(session, row)
-    return await _evaluated(services, session, principal.org_id, rule_id)
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    row = await alerts.update_rule(services, session, principal.org_id, rule_id, changes)
+    return AlertRulePublic.model_validate(row.model_dump())
 
 
 @router.delete("/alert-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_rule(
     rule_id: str, principal: WritePrincipal, session: SessionDep, services: ServicesDep
 ) -> None:
-    row = await _rule(session, principal.org_id, rule_id)
-    if row.state == "firing":  # resolve its alert first, so nothing stays active forever
-        row.enabled = False
-        await store.save_row(session, row)
-        await evaluate_rule(services, principal.org_id, rule_id)
-        await session.refresh(row)
-    await store.delete_row(session, row)
+    await alerts.delete_rule(services, session, principal.org_id, rule_id)
 
 
 @router.get("/alerts", response_model=list[AlertPublic], response_model_by_alias=True)
@@ -188,6 +159,6 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[Any]:
     """Active and recent alerts, newest first (windowed rules are re-evaluated first)."""
-    await evaluate_org_rules(services, principal.org_id)
+    await alerts.evaluate_org_rules(services, principal.org_id)
     rows = await store.list_alerts(session, principal.org_id, status=status_filter, limit=limit)
     return [AlertPublic.model_validate(r.model_dump()) for r in rows]

@@ -22,10 +22,14 @@ import logging
 from typing import Any
 
 from psycopg.rows import dict_row
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from deeployd.agents import contract
+from deeployd.agents import contract, store
 from deeployd.agents import events as ev
+from deeployd.errors import NotFound
 from deeployd.ids import new_id
+from deeployd.models import utcnow
+from deeployd.models.agent import AlertRule
 from deeployd.services import Services
 
 log = logging.getLogger(__name__)
@@ -250,3 +254,59 @@ async def ensure_sweep_schedule(client: Any, settings: Any) -> str:
         pass
     _schedules_ensured.add(schedule_id)
     return schedule_id
+
+
+# --- rule lifecycle (what the API does with a rule) -------------------------------------------
+
+
+async def _owned_rule(session: AsyncSession, org_id: str, rule_id: str) -> AlertRule:
+    row = await store.find_owned(session, AlertRule, org_id, rule_id)
+    if row is None:
+        raise NotFound("alert rule not found")
+    return row
+
+
+async def get_rule(session: AsyncSession, org_id: str, rule_id: str) -> AlertRule:
+    return await _owned_rule(session, org_id, rule_id)
+
+
+async def _evaluated(
+    services: Services, session: AsyncSession, org_id: str, rule_id: str
+) -> AlertRule:
+    """The rule after an evaluation (which may have moved its state)."""
+    await evaluate_rule(services, org_id, rule_id)
+    row = await _owned_rule(session, org_id, rule_id)
+    await session.refresh(row)
+    return row
+
+
+async def create_rule(
+    services: Services, session: AsyncSession, org_id: str, fields: dict[str, Any]
+) -> AlertRule:
+    """A new rule, evaluated at once (and whenever a run ends)."""
+    row = AlertRule(id=new_id("alr"), org_id=org_id, **fields)
+    await store.save_row(session, row)
+    if services.temporal is not None:  # windowed rules also clear as time passes
+        await ensure_sweep_schedule(services.temporal, services.settings)
+    return await _evaluated(services, session, org_id, row.id)
+
+
+async def update_rule(
+    services: Services, session: AsyncSession, org_id: str, rule_id: str, changes: dict[str, Any]
+) -> AlertRule:
+    row = await _owned_rule(session, org_id, rule_id)
+    for key, value in changes.items():
+        setattr(row, key, value)
+    row.updated_at = utcnow()
+    await store.save_row(session, row)
+    return await _evaluated(services, session, org_id, rule_id)
+
+
+async def delete_rule(services: Services, session: AsyncSession, org_id: str, rule_id: str) -> None:
+    row = await _owned_rule(session, org_id, rule_id)
+    if row.state == "firing":  # resolve its alert first, so nothing stays active forever
+        row.enabled = False
+        await store.save_row(session, row)
+        await evaluate_rule(services, org_id, rule_id)
+        await session.refresh(row)
+    await store.delete_row(session, row)
