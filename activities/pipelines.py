@@ -30,6 +30,7 @@ import psycopg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating, previous_details
 from deeployd.ids import new_id
 from deeployd.pipelines.contract import (
     DELIVERY_FAILED_EVENT,
@@ -106,44 +107,20 @@ def _output_line(item: OutItem) -> bytes:
 HEARTBEAT_EVERY_S = 0.25
 
 
-class _Heartbeat:
-    """Heartbeats once a second in the background (a killed worker is noticed within the
-    heartbeat timeout), carrying how much of the batch's output was delivered: the count `k`
-    of the longest delivered prefix and a digest of those k outputs. A retry that recomputes
-    the same prefix (same digest) skips it, so receivers see fewer duplicates; a different
-    prefix (e.g. a window closed in between) skips nothing — never an undelivered output.
-    The outputs of that prefix the destination refused one by one travel along (`rejected`:
-    [position, reason]), so a retry that skips them still dead-letters them."""
+class _DeliveredPrefix:
+    """What the batch's heartbeats carry: how much of its output was delivered, as the count
+    `k` of the longest delivered prefix and a digest of those k outputs. A retry that
+    recomputes the same prefix (same digest) skips it, so receivers see fewer duplicates; a
+    different prefix (e.g. a window closed in between) skips nothing — never an undelivered
+    output. The outputs of that prefix the destination refused one by one travel along
+    (`rejected`: [position, reason]), so a retry that skips them still dead-letters them."""
 
     def __init__(self) -> None:
         self.details: dict[str, Any] = {"k": 0, "digest": ""}
         self.previous: dict[str, Any] = {"k": 0, "digest": ""}
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _Heartbeat:
-        details = activity.info().heartbeat_details
-        if details and isinstance(details[0], dict):
-            self.previous = dict(details[0])
-        self._task = asyncio.create_task(self._beat())
-        return self
-
-    async def _beat(self) -> None:
-        # Every HEARTBEAT_EVERY_S while deliveries advance the prefix, else once a second (an
-        # idle wait for items costs no more heartbeats than before).
-        sent: dict[str, Any] | None = None
-        last = 0.0
-        while True:
-            now = time.monotonic()
-            if self.details is not sent or now - last >= 1.0:
-                activity.heartbeat(self.details)
-                sent, last = self.details, now
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        earlier = previous_details()
+        if earlier and isinstance(earlier[0], dict):
+            self.previous = dict(earlier[0])
 
     def already_delivered(self, outputs: list[OutItem]) -> int:
         """How many leading outputs an earlier attempt of this batch delivered."""
@@ -371,7 +348,11 @@ class PipelineActivities:
     @activity.defn(name="pipeline_process_batch")
     async def process_batch(self, req: ProcessBatchInput) -> ProcessBatchResult:
         """Take the next batch after the committed offset, transform, deliver (or dead-letter)."""
-        async with _Heartbeat() as hb:
+        hb = _DeliveredPrefix()
+        # Every HEARTBEAT_EVERY_S while deliveries advance the prefix, else once a second (an
+        # idle wait for items costs few heartbeats); a killed worker is noticed within the
+        # heartbeat timeout.
+        async with heartbeating(HEARTBEAT_EVERY_S, lambda: hb.details, unchanged_every_s=1.0):
             return await self._process(req, hb)
 
     async def _input_chain_state(
@@ -400,7 +381,7 @@ class PipelineActivities:
                 non_retryable=True,
             ) from None
 
-    async def _process(self, req: ProcessBatchInput, hb: _Heartbeat) -> ProcessBatchResult:
+    async def _process(self, req: ProcessBatchInput, hb: _DeliveredPrefix) -> ProcessBatchResult:
         org_id, pid = req.org_id, req.pipeline_id
         if req.metrics is not None:
             self._publish(org_id, pid, METRICS_EVENT, req.metrics)
@@ -580,7 +561,7 @@ class PipelineActivities:
         pid: str,
         destination: dict[str, Any],
         outputs: list[OutItem],
-        hb: _Heartbeat | None,
+        hb: _DeliveredPrefix | None,
         items: list[Item],
     ) -> list[tuple[OutItem, str]]:
         """Deliver; returns the outputs the destination refused one by one, with the reason."""
