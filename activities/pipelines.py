@@ -219,11 +219,19 @@ def _dead_letter_rows(
 
 
 class PipelineActivities:
-    """Built once in the worker: the DB pool, an HTTP client, the LISTEN notifier, a cache of
-    compiled transform chains keyed by (pipeline, config version)."""
+    """Built once in the worker: the database, the event publisher, the settings, an HTTP
+    client, the LISTEN notifier, a cache of compiled transform chains keyed by (pipeline, config
+    version); the whole bundle only for re-ingesting dead letters (`ingest_items` takes it)."""
 
     def __init__(self, services: Services) -> None:
-        self._services = services
+        self._db = services.db
+        self._pool = services.db.pool
+        self._publisher = services.publisher
+        self._settings = services.settings
+        # Read when a destination's secrets are resolved: a worker without a secret key still
+        # runs every pipeline that names none.
+        self._secret_box = lambda: services.secret_box
+        self._services = services  # only for `ingest_items`, which takes the bundle
         self._notifier = ItemNotifier(services.db.url)
         self._chains: OrderedDict[tuple[str, int], TransformChain] = OrderedDict()
         self._http: httpx.AsyncClient | None = None
@@ -250,7 +258,7 @@ class PipelineActivities:
         return chain
 
     async def _load(self, org_id: str, pipeline_id: str) -> _PipelineRow:
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT p.config_version, p.transforms, p.destination, p.options, o.last_offset "
                 "FROM pipelines p JOIN pipeline_offsets o ON o.pipeline_id = p.id "
@@ -265,7 +273,7 @@ class PipelineActivities:
         return _PipelineRow(row)
 
     async def _fetch(self, pipeline_id: str, after: int, through: int, limit: int) -> list[Item]:
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(_FETCH, (pipeline_id, after, through, limit))
             rows = await cursor.fetchall()
         loads = json.loads
@@ -301,7 +309,7 @@ class PipelineActivities:
             self._notifier.unregister(pid, event)
 
     async def _changed_while_waiting(self, org_id: str, pipeline_id: str, version: int) -> bool:
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT status, config_version FROM pipelines WHERE id = %s AND org_id = %s",
                 (pipeline_id, org_id),
@@ -311,7 +319,7 @@ class PipelineActivities:
 
     async def _resolved(self, org_id: str, config: dict[str, Any]) -> dict[str, Any]:
         try:
-            store = SecretStore(self._services.db, self._services.secret_box)
+            store = SecretStore(self._db, self._secret_box())
             return await store.resolve(org_id, config)  # type: ignore[no-any-return]
         except (MissingSecretError, RuntimeError) as exc:
             raise DeliveryError(str(exc), retryable=False) from None
@@ -328,8 +336,8 @@ class PipelineActivities:
             pipeline_id=pipeline_id,
             config=config,
             http=self.http,
-            settings=self._services.settings,
-            db=self._services.db,
+            settings=self._settings,
+            db=self._db,
             progress=progress,
         )
 
@@ -338,7 +346,7 @@ class PipelineActivities:
     ) -> None:
         """Fire-and-forget: live-stream events must never slow down or fail a batch."""
         with contextlib.suppress(Exception):
-            future = self._services.publisher.publish_nowait(
+            future = self._publisher.publish_nowait(
                 org_id, stream_key(pipeline_id), event_type, {"pipelineId": pipeline_id, **data}
             )
             future.add_done_callback(lambda f: f.exception())
@@ -625,7 +633,7 @@ class PipelineActivities:
     ) -> None:
         """Dead letters, a by-reference chain state and the state mirror, in one transaction.
         `text`: the chain state's JSON, when the caller has it already."""
-        async with self._services.db.pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn, conn.transaction():
             if state.chain_state is not None:
                 if text is None:
                     text = json.dumps(state.chain_state, separators=(",", ":"))
@@ -678,11 +686,11 @@ class PipelineActivities:
         if conn is not None:
             await conn.execute(statement, params)
             return
-        async with self._services.db.pool.connection() as own:
+        async with self._pool.connection() as own:
             await own.execute(statement, params)
 
     async def _load_chain_state(self, ref: int) -> dict[str, Any]:
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT state FROM pipeline_chain_states WHERE id = %s", (ref,)
             )
@@ -704,7 +712,7 @@ class PipelineActivities:
     async def save_checkpoint(self, req: SaveCheckpointInput) -> str:
         checkpoint_id = new_id("ckpt")
         req = req.model_copy(update={"state": await self.inline(req.state)})
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             await conn.execute(
                 'INSERT INTO pipeline_checkpoints (id, org_id, pipeline_id, "offset", state) '
                 "VALUES (%s, %s, %s, %s, %s::jsonb)",
@@ -721,7 +729,7 @@ class PipelineActivities:
     @activity.defn(name="pipeline_set_status")
     async def set_status(self, req: SetStatusInput) -> None:
         """Record a status the workflow decided (e.g. `failed`) and announce it."""
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             if req.state is not None:
                 await conn.execute(
                     "UPDATE pipelines SET committed_offset = %s, state = %s::jsonb "
@@ -741,7 +749,7 @@ class PipelineActivities:
             )
             row = await cursor.fetchone()
         if row is not None and row[0] != req.status:
-            await self._services.publisher.publish(
+            await self._publisher.publish(
                 req.org_id,
                 stream_key(req.pipeline_id),
                 STATUS_EVENT,
@@ -764,7 +772,7 @@ class PipelineActivities:
         ones (already transformed) are redelivered as they are, oldest first. A failure stops the
         replay and leaves the rest in place."""
         result = ReplayResult()
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT id, stage, first_offset, last_offset, value, ingest_ms FROM pipeline_dead_letters "
                 "WHERE pipeline_id = %s AND org_id = %s AND replayed_at IS NULL ORDER BY id LIMIT %s",
@@ -800,7 +808,7 @@ class PipelineActivities:
                 result.failed += len(rows) - start
                 result.error = str(exc)
                 return result
-            async with self._services.db.pool.connection() as conn:
+            async with self._pool.connection() as conn:
                 await conn.execute(
                     "UPDATE pipeline_dead_letters SET replayed_at = now(), attempts = attempts + 1 WHERE id = ANY(%s)",
                     ([r[0] for r in chunk if r[0] not in still_refused],),
