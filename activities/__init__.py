@@ -19,7 +19,8 @@ def build_activities(services: Services) -> list[Callable[..., Any]]:
     agent_runs = AgentRunActivities(services)
     pipelines = PipelineActivities(services)
     sources = SourceActivities(services)
-    a2a = A2AActivities(services)
+    # The A2A activities run a task's agent work through the same instance: one cancel listener.
+    a2a = A2AActivities(services, runs=agent_runs)
     return [
         events.publish_events,
         events.prune_events,

@@ -40,15 +40,14 @@ class A2AActivities:
     """Built once in the worker. Uses the database pool, the event publisher, the outbound-URL
     setting and the agent-run activities (whose work a task's agent run is)."""
 
-    def __init__(self, services: Services, runs: AgentRunActivities | None = None) -> None:
+    def __init__(self, services: Services, runs: AgentRunActivities) -> None:
         self._pool = services.db.pool
         self._publisher = services.publisher
         self._allow_private_urls = services.settings.allow_private_urls
         self._http: httpx.AsyncClient | None = None
-        # The agent-run activities' work, run in-process: the task's artifacts are fed from the
-        # tokens and tool results they hand over. Pass the worker's instance to share its
-        # cancel listener.
-        self._runs = runs if runs is not None else AgentRunActivities(services)
+        # The worker's agent-run activities (and their one cancel listener), run in-process: the
+        # task's artifacts are fed from the tokens and tool results they hand over.
+        self._runs = runs
 
     # --- set-up -------------------------------------------------------------------------------
 

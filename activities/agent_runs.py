@@ -57,16 +57,20 @@ def _non_retryable(message: str, code: str) -> ApplicationError:
 
 
 class AgentRunActivities:
-    """Built once in the worker. Besides the pool, the publisher, the settings and the Temporal
-    client, it keeps the whole bundle for the two callees that take it: tools (their context)
+    """Built once in the worker. Besides the database, the publisher, the settings and the
+    Temporal client, it keeps the whole bundle for the two callees that take it: tools (their context)
     and alert evaluation."""
 
     def __init__(self, services: Services) -> None:
         self._services = services
+        self._db = services.db
         self._pool = services.db.pool
         self._publisher = services.publisher
         self._settings = services.settings
         self._temporal = services.temporal
+        # Read when an agent's key is resolved: a worker without a secret key still runs every
+        # agent that names no secret.
+        self._secret_box = lambda: services.secret_box
         self._cancels = CancelWatcher(services.db.url)
 
     def _events(self, ref: contract.RunRef) -> ev.RunEvents:
@@ -83,6 +87,30 @@ class AgentRunActivities:
         if row is None:
             raise _non_retryable("the run row is gone", "run_not_found")
         return row
+
+    async def _add_message(
+        self,
+        ref: contract.RunRef,
+        step: str,
+        *,
+        role: str,
+        content: str,
+        tool_calls: list[dict[str, Any]] | None = None,
+        tool_call_id: str | None = None,
+    ) -> None:
+        """Store one message of the run, once: `step` names it within the run (a retry of the
+        same step finds it stored)."""
+        await store.insert_message(
+            self._pool,
+            org_id=ref.org_id,
+            conversation_id=ref.conversation_id,
+            run_id=ref.run_id,
+            dedup_key=f"{ref.run_id}:{step}",
+            role=role,
+            content=content,
+            tool_calls=tool_calls,
+            tool_call_id=tool_call_id,
+        )
 
     async def _record_tool_call(
         self, ref: contract.RunRef, call: contract.ToolCall, status: str, **details: Any
@@ -356,15 +384,12 @@ class AgentRunActivities:
         prompt_tokens = usage.prompt_tokens if usage else prompt_estimate
         completion_tokens = usage.completion_tokens if usage else estimate_tokens(text)
         cost = price(prompt_tokens, completion_tokens)
-        await store.insert_message(
-            self._pool,
-            org_id=ref.org_id,
-            conversation_id=ref.conversation_id,
-            run_id=ref.run_id,
+        await self._add_message(
+            ref,
+            f"turn:{request.turn}",
             role="assistant",
             content=text,
             tool_calls=[c.model_dump() for c in calls],
-            dedup_key=f"{ref.run_id}:turn:{request.turn}",
         )
         await store.update_run(
             self._pool,
@@ -408,7 +433,7 @@ class AgentRunActivities:
         api_key: str | None = None
         if agent["api_key"]:
             try:
-                resolved = await SecretStore(self._services.db, self._services.secret_box).resolve(
+                resolved = await SecretStore(self._db, self._secret_box()).resolve(
                     ref.org_id, agent["api_key"]
                 )
             except MissingSecretError as exc:
@@ -518,15 +543,8 @@ class AgentRunActivities:
                 result = {"error": exc.message}
         duration_ms = int((time.monotonic() - started) * 1000)
         content = store.clip_result(result)
-        await store.insert_message(
-            self._pool,
-            org_id=ref.org_id,
-            conversation_id=ref.conversation_id,
-            run_id=ref.run_id,
-            role="tool",
-            content=content,
-            tool_call_id=call.id,
-            dedup_key=f"{ref.run_id}:tool:{call.id}",
+        await self._add_message(
+            ref, f"tool:{call.id}", role="tool", content=content, tool_call_id=call.id
         )
         await self._record_tool_call(
             ref,

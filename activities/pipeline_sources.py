@@ -7,6 +7,7 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating, previous_details
 from deeployd.pipelines.contract import (
     CurrentCursorInput,
     RouteSourcesInput,
@@ -17,6 +18,11 @@ from deeployd.pipelines.errors import BackpressureExceeded, PipelineNotFound
 from deeployd.pipelines.ingest import ingest_items
 from deeployd.pipelines.sources.router import current_event_id, run_router
 from deeployd.services import Services
+
+# How often the router's cursor is heartbeated while it advances (once a second while it does
+# not): a retry after a crash resumes from the last one and re-routes the rest, which dedup keys
+# drop.
+HEARTBEAT_EVERY_S = 0.25
 
 __all__ = [
     "CurrentCursorInput",
@@ -45,15 +51,23 @@ class SourceActivities:
         Heartbeats carry the cursor, so a retry after a worker crash resumes where the last
         heartbeat left off; anything routed after it is routed again and dropped by dedup key.
         """
-        details = activity.info().heartbeat_details
-        cursor = max(request.cursor, int(details[0])) if details else request.cursor
-        cursor, routed = await run_router(
-            self._services,
-            cursor,
-            seconds=request.seconds,
-            idle_wait_s=request.idle_wait_s,
-            heartbeat=activity.heartbeat,
-        )
+        details = previous_details()
+        start = max(request.cursor, int(details[0])) if details else request.cursor
+        routed_through = [start]  # the cursor after the router's latest pass
+
+        def passed(cursor: int) -> None:
+            routed_through[0] = cursor
+
+        async with heartbeating(
+            HEARTBEAT_EVERY_S, lambda: routed_through[0], unchanged_every_s=1.0
+        ):
+            cursor, routed = await run_router(
+                self._services,
+                start,
+                seconds=request.seconds,
+                idle_wait_s=request.idle_wait_s,
+                heartbeat=passed,
+            )
         return RouteSourcesResult(cursor=cursor, routed=routed)
 
     @activity.defn

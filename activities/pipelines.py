@@ -30,6 +30,7 @@ import psycopg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating, previous_details
 from deeployd.ids import new_id
 from deeployd.pipelines.contract import (
     DELIVERY_FAILED_EVENT,
@@ -106,44 +107,20 @@ def _output_line(item: OutItem) -> bytes:
 HEARTBEAT_EVERY_S = 0.25
 
 
-class _Heartbeat:
-    """Heartbeats once a second in the background (a killed worker is noticed within the
-    heartbeat timeout), carrying how much of the batch's output was delivered: the count `k`
-    of the longest delivered prefix and a digest of those k outputs. A retry that recomputes
-    the same prefix (same digest) skips it, so receivers see fewer duplicates; a different
-    prefix (e.g. a window closed in between) skips nothing — never an undelivered output.
-    The outputs of that prefix the destination refused one by one travel along (`rejected`:
-    [position, reason]), so a retry that skips them still dead-letters them."""
+class _DeliveredPrefix:
+    """What the batch's heartbeats carry: how much of its output was delivered, as the count
+    `k` of the longest delivered prefix and a digest of those k outputs. A retry that
+    recomputes the same prefix (same digest) skips it, so receivers see fewer duplicates; a
+    different prefix (e.g. a window closed in between) skips nothing — never an undelivered
+    output. The outputs of that prefix the destination refused one by one travel along
+    (`rejected`: [position, reason]), so a retry that skips them still dead-letters them."""
 
     def __init__(self) -> None:
         self.details: dict[str, Any] = {"k": 0, "digest": ""}
         self.previous: dict[str, Any] = {"k": 0, "digest": ""}
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _Heartbeat:
-        details = activity.info().heartbeat_details
-        if details and isinstance(details[0], dict):
-            self.previous = dict(details[0])
-        self._task = asyncio.create_task(self._beat())
-        return self
-
-    async def _beat(self) -> None:
-        # Every HEARTBEAT_EVERY_S while deliveries advance the prefix, else once a second (an
-        # idle wait for items costs no more heartbeats than before).
-        sent: dict[str, Any] | None = None
-        last = 0.0
-        while True:
-            now = time.monotonic()
-            if self.details is not sent or now - last >= 1.0:
-                activity.heartbeat(self.details)
-                sent, last = self.details, now
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        earlier = previous_details()
+        if earlier and isinstance(earlier[0], dict):
+            self.previous = dict(earlier[0])
 
     def already_delivered(self, outputs: list[OutItem]) -> int:
         """How many leading outputs an earlier attempt of this batch delivered."""
@@ -242,11 +219,19 @@ def _dead_letter_rows(
 
 
 class PipelineActivities:
-    """Built once in the worker: the DB pool, an HTTP client, the LISTEN notifier, a cache of
-    compiled transform chains keyed by (pipeline, config version)."""
+    """Built once in the worker: the database, the event publisher, the settings, an HTTP
+    client, the LISTEN notifier, a cache of compiled transform chains keyed by (pipeline, config
+    version); the whole bundle only for re-ingesting dead letters (`ingest_items` takes it)."""
 
     def __init__(self, services: Services) -> None:
-        self._services = services
+        self._db = services.db
+        self._pool = services.db.pool
+        self._publisher = services.publisher
+        self._settings = services.settings
+        # Read when a destination's secrets are resolved: a worker without a secret key still
+        # runs every pipeline that names none.
+        self._secret_box = lambda: services.secret_box
+        self._services = services  # only for `ingest_items`, which takes the bundle
         self._notifier = ItemNotifier(services.db.url)
         self._chains: OrderedDict[tuple[str, int], TransformChain] = OrderedDict()
         self._http: httpx.AsyncClient | None = None
@@ -273,7 +258,7 @@ class PipelineActivities:
         return chain
 
     async def _load(self, org_id: str, pipeline_id: str) -> _PipelineRow:
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT p.config_version, p.transforms, p.destination, p.options, o.last_offset "
                 "FROM pipelines p JOIN pipeline_offsets o ON o.pipeline_id = p.id "
@@ -288,7 +273,7 @@ class PipelineActivities:
         return _PipelineRow(row)
 
     async def _fetch(self, pipeline_id: str, after: int, through: int, limit: int) -> list[Item]:
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(_FETCH, (pipeline_id, after, through, limit))
             rows = await cursor.fetchall()
         loads = json.loads
@@ -324,7 +309,7 @@ class PipelineActivities:
             self._notifier.unregister(pid, event)
 
     async def _changed_while_waiting(self, org_id: str, pipeline_id: str, version: int) -> bool:
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT status, config_version FROM pipelines WHERE id = %s AND org_id = %s",
                 (pipeline_id, org_id),
@@ -334,7 +319,7 @@ class PipelineActivities:
 
     async def _resolved(self, org_id: str, config: dict[str, Any]) -> dict[str, Any]:
         try:
-            store = SecretStore(self._services.db, self._services.secret_box)
+            store = SecretStore(self._db, self._secret_box())
             return await store.resolve(org_id, config)  # type: ignore[no-any-return]
         except (MissingSecretError, RuntimeError) as exc:
             raise DeliveryError(str(exc), retryable=False) from None
@@ -351,8 +336,8 @@ class PipelineActivities:
             pipeline_id=pipeline_id,
             config=config,
             http=self.http,
-            settings=self._services.settings,
-            db=self._services.db,
+            settings=self._settings,
+            db=self._db,
             progress=progress,
         )
 
@@ -361,7 +346,7 @@ class PipelineActivities:
     ) -> None:
         """Fire-and-forget: live-stream events must never slow down or fail a batch."""
         with contextlib.suppress(Exception):
-            future = self._services.publisher.publish_nowait(
+            future = self._publisher.publish_nowait(
                 org_id, stream_key(pipeline_id), event_type, {"pipelineId": pipeline_id, **data}
             )
             future.add_done_callback(lambda f: f.exception())
@@ -371,7 +356,11 @@ class PipelineActivities:
     @activity.defn(name="pipeline_process_batch")
     async def process_batch(self, req: ProcessBatchInput) -> ProcessBatchResult:
         """Take the next batch after the committed offset, transform, deliver (or dead-letter)."""
-        async with _Heartbeat() as hb:
+        hb = _DeliveredPrefix()
+        # Every HEARTBEAT_EVERY_S while deliveries advance the prefix, else once a second (an
+        # idle wait for items costs few heartbeats); a killed worker is noticed within the
+        # heartbeat timeout.
+        async with heartbeating(HEARTBEAT_EVERY_S, lambda: hb.details, unchanged_every_s=1.0):
             return await self._process(req, hb)
 
     async def _input_chain_state(
@@ -400,7 +389,7 @@ class PipelineActivities:
                 non_retryable=True,
             ) from None
 
-    async def _process(self, req: ProcessBatchInput, hb: _Heartbeat) -> ProcessBatchResult:
+    async def _process(self, req: ProcessBatchInput, hb: _DeliveredPrefix) -> ProcessBatchResult:
         org_id, pid = req.org_id, req.pipeline_id
         if req.metrics is not None:
             self._publish(org_id, pid, METRICS_EVENT, req.metrics)
@@ -580,7 +569,7 @@ class PipelineActivities:
         pid: str,
         destination: dict[str, Any],
         outputs: list[OutItem],
-        hb: _Heartbeat | None,
+        hb: _DeliveredPrefix | None,
         items: list[Item],
     ) -> list[tuple[OutItem, str]]:
         """Deliver; returns the outputs the destination refused one by one, with the reason."""
@@ -644,7 +633,7 @@ class PipelineActivities:
     ) -> None:
         """Dead letters, a by-reference chain state and the state mirror, in one transaction.
         `text`: the chain state's JSON, when the caller has it already."""
-        async with self._services.db.pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn, conn.transaction():
             if state.chain_state is not None:
                 if text is None:
                     text = json.dumps(state.chain_state, separators=(",", ":"))
@@ -697,11 +686,11 @@ class PipelineActivities:
         if conn is not None:
             await conn.execute(statement, params)
             return
-        async with self._services.db.pool.connection() as own:
+        async with self._pool.connection() as own:
             await own.execute(statement, params)
 
     async def _load_chain_state(self, ref: int) -> dict[str, Any]:
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT state FROM pipeline_chain_states WHERE id = %s", (ref,)
             )
@@ -723,7 +712,7 @@ class PipelineActivities:
     async def save_checkpoint(self, req: SaveCheckpointInput) -> str:
         checkpoint_id = new_id("ckpt")
         req = req.model_copy(update={"state": await self.inline(req.state)})
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             await conn.execute(
                 'INSERT INTO pipeline_checkpoints (id, org_id, pipeline_id, "offset", state) '
                 "VALUES (%s, %s, %s, %s, %s::jsonb)",
@@ -740,7 +729,7 @@ class PipelineActivities:
     @activity.defn(name="pipeline_set_status")
     async def set_status(self, req: SetStatusInput) -> None:
         """Record a status the workflow decided (e.g. `failed`) and announce it."""
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             if req.state is not None:
                 await conn.execute(
                     "UPDATE pipelines SET committed_offset = %s, state = %s::jsonb "
@@ -760,7 +749,7 @@ class PipelineActivities:
             )
             row = await cursor.fetchone()
         if row is not None and row[0] != req.status:
-            await self._services.publisher.publish(
+            await self._publisher.publish(
                 req.org_id,
                 stream_key(req.pipeline_id),
                 STATUS_EVENT,
@@ -783,7 +772,7 @@ class PipelineActivities:
         ones (already transformed) are redelivered as they are, oldest first. A failure stops the
         replay and leaves the rest in place."""
         result = ReplayResult()
-        async with self._services.db.pool.connection() as conn:
+        async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT id, stage, first_offset, last_offset, value, ingest_ms FROM pipeline_dead_letters "
                 "WHERE pipeline_id = %s AND org_id = %s AND replayed_at IS NULL ORDER BY id LIMIT %s",
@@ -819,7 +808,7 @@ class PipelineActivities:
                 result.failed += len(rows) - start
                 result.error = str(exc)
                 return result
-            async with self._services.db.pool.connection() as conn:
+            async with self._pool.connection() as conn:
                 await conn.execute(
                     "UPDATE pipeline_dead_letters SET replayed_at = now(), attempts = attempts + 1 WHERE id = ANY(%s)",
                     ([r[0] for r in chunk if r[0] not in still_refused],),
