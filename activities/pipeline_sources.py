@@ -76,7 +76,7 @@ class SourceActivities:
         item = {**request.payload, "scheduledAt": request.scheduled_at}
         try:
             offsets = await ingest_items(
-                self._services,
+                self._services.db,
                 request.org_id,
                 request.pipeline_id,
                 [item],

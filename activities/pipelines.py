@@ -220,8 +220,8 @@ def _dead_letter_rows(
 
 class PipelineActivities:
     """Built once in the worker: the database, the event publisher, the settings, an HTTP
-    client, the LISTEN notifier, a cache of compiled transform chains keyed by (pipeline, config
-    version); the whole bundle only for re-ingesting dead letters (`ingest_items` takes it)."""
+    client, the LISTEN notifier, and a cache of compiled transform chains keyed by (pipeline,
+    config version)."""
 
     def __init__(self, services: Services) -> None:
         self._db = services.db
@@ -231,7 +231,6 @@ class PipelineActivities:
         # Read when a destination's secrets are resolved: a worker without a secret key still
         # runs every pipeline that names none.
         self._secret_box = lambda: services.secret_box
-        self._services = services  # only for `ingest_items`, which takes the bundle
         self._notifier = ItemNotifier(services.db.url)
         self._chains: OrderedDict[tuple[str, int], TransformChain] = OrderedDict()
         self._http: httpx.AsyncClient | None = None
@@ -802,7 +801,7 @@ class PipelineActivities:
                         result.error = refused[0][1]
                 if reingest:
                     await ingest_items(
-                        self._services, req.org_id, req.pipeline_id, [r[4] for r in reingest]
+                        self._db, req.org_id, req.pipeline_id, [r[4] for r in reingest]
                     )
             except Exception as exc:
                 result.failed += len(rows) - start

@@ -42,8 +42,12 @@ TOOL_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=3,
 )
+# Bookkeeping writes ride out a database outage of about ten minutes; past that the run ends
+# with the error instead of retrying forever.
 BOOKKEEPING_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5)
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=125,
 )
 
 

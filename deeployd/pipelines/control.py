@@ -79,7 +79,7 @@ def workflow_input(
 async def start_workflow(client: TemporalClient, services: Services, row: Pipeline) -> None:
     await client.start_workflow(
         contract.PIPELINE_WORKFLOW,
-        workflow_input(row, last_offset=await latest_offset(services, row.id)),
+        workflow_input(row, last_offset=await latest_offset(services.db, row.id)),
         id=workflow_id(row.id),
         task_queue=services.settings.task_queue,
         result_type=PipelineState,

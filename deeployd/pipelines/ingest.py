@@ -21,7 +21,7 @@ from deeployd.idempotency import IdempotencyKey, KeyTaken, lookup, remember
 from deeployd.pipelines.errors import BackpressureExceeded, PipelineNotFound
 
 if TYPE_CHECKING:
-    from deeployd.services import Services
+    from deeployd.db import Database
 
 ITEMS_CHANNEL = "deeployd_pipeline_items"
 DEFAULT_MAX_PENDING = 100_000
@@ -70,7 +70,7 @@ def _dumps(value: Any) -> str:
 
 
 async def ingest_items(
-    services: Services,
+    db: Database,
     org_id: str,
     pipeline_id: str,
     items: list[dict[str, Any]],
@@ -87,7 +87,7 @@ async def ingest_items(
     Raises PipelineNotFound, or BackpressureExceeded when pending >= options.maxPending.
     """
     if not items:
-        await _require_pipeline(services, org_id, pipeline_id)
+        await _require_pipeline(db, org_id, pipeline_id)
         return []
     if dedup_keys is not None and len(dedup_keys) != len(items):
         raise ValueError("dedup_keys must have one key per item")
@@ -101,21 +101,19 @@ async def ingest_items(
         "keys": dedup_keys if dedup_keys is not None else [None] * len(items),
     }
     sql = _APPEND_DEDUP if dedup_keys is not None else _APPEND_PLAIN
-    row = await _append(services, sql, params, idempotency)
+    row = await _append(db, sql, params, idempotency)
     if isinstance(row, list):
         return row  # the stored answer to an earlier request with the same key
     base, _, offsets, keys = row
     if base is None:
-        await _raise_refusal(services, org_id, pipeline_id)
+        await _raise_refusal(db, org_id, pipeline_id)
     if dedup_keys is None:
         return list(offsets)
-    return await _offsets_by_key(
-        services, pipeline_id, dedup_keys, dict(zip(keys, offsets, strict=True))
-    )
+    return await _offsets_by_key(db, pipeline_id, dedup_keys, dict(zip(keys, offsets, strict=True)))
 
 
 async def ingest_json_array(
-    services: Services,
+    db: Database,
     org_id: str,
     pipeline_id: str,
     array_text: str,
@@ -125,22 +123,22 @@ async def ingest_json_array(
 ) -> list[int]:
     """Like ingest_items for a JSON array text of `count` objects (validated by the caller)."""
     params = {"id": pipeline_id, "org": org_id, "n": count, "array": array_text}
-    row = await _append(services, _APPEND_ARRAY, params, idempotency)
+    row = await _append(db, _APPEND_ARRAY, params, idempotency)
     if isinstance(row, list):
         return row
     if row[0] is None:
-        await _raise_refusal(services, org_id, pipeline_id)
+        await _raise_refusal(db, org_id, pipeline_id)
     return list(row[2])
 
 
 async def _append(
-    services: Services, sql: str, params: dict[str, Any], idempotency: IdempotencyKey | None
+    db: Database, sql: str, params: dict[str, Any], idempotency: IdempotencyKey | None
 ) -> tuple[Any, ...] | list[int]:
     """Run one append statement; with a key, in one transaction with the key's row (or return
     the offsets stored for the key, appending nothing)."""
     while True:
         try:
-            async with services.db.pool.connection() as conn:
+            async with db.pool.connection() as conn:
                 if idempotency is not None:
                     stored = await lookup(conn, idempotency)
                     if stored is not None:
@@ -155,9 +153,9 @@ async def _append(
             continue  # rolled back; the next lookup finds the winner's answer
 
 
-async def latest_offset(services: Services, pipeline_id: str) -> int:
+async def latest_offset(db: Database, pipeline_id: str) -> int:
     """The highest offset handed out so far (0 for an empty log)."""
-    async with services.db.pool.connection() as conn:
+    async with db.pool.connection() as conn:
         cursor = await conn.execute(
             "SELECT last_offset FROM pipeline_offsets WHERE pipeline_id = %s", (pipeline_id,)
         )
@@ -166,11 +164,11 @@ async def latest_offset(services: Services, pipeline_id: str) -> int:
 
 
 async def _offsets_by_key(
-    services: Services, pipeline_id: str, keys: list[str], appended: dict[str, int]
+    db: Database, pipeline_id: str, keys: list[str], appended: dict[str, int]
 ) -> list[int]:
     missing = [k for k in set(keys) if k not in appended]
     if missing:
-        async with services.db.pool.connection() as conn:
+        async with db.pool.connection() as conn:
             cursor = await conn.execute(
                 'SELECT dedup_key, "offset" FROM pipeline_items '
                 "WHERE pipeline_id = %s AND dedup_key = ANY(%s)",
@@ -180,8 +178,8 @@ async def _offsets_by_key(
     return [appended.get(k, -1) for k in keys]
 
 
-async def _require_pipeline(services: Services, org_id: str, pipeline_id: str) -> None:
-    async with services.db.pool.connection() as conn:
+async def _require_pipeline(db: Database, org_id: str, pipeline_id: str) -> None:
+    async with db.pool.connection() as conn:
         cursor = await conn.execute(
             "SELECT 1 FROM pipelines WHERE id = %s AND org_id = %s", (pipeline_id, org_id)
         )
@@ -189,9 +187,9 @@ async def _require_pipeline(services: Services, org_id: str, pipeline_id: str) -
             raise PipelineNotFound(pipeline_id)
 
 
-async def _raise_refusal(services: Services, org_id: str, pipeline_id: str) -> None:
+async def _raise_refusal(db: Database, org_id: str, pipeline_id: str) -> None:
     """The append matched no row: tell 'no such pipeline' from 'too much pending'."""
-    async with services.db.pool.connection() as conn:
+    async with db.pool.connection() as conn:
         cursor = await conn.execute(
             f"SELECT o.last_offset - p.committed_offset, {_MAX_PENDING_SQL} "
             "FROM pipelines p JOIN pipeline_offsets o ON o.pipeline_id = p.id "
@@ -212,7 +210,7 @@ class PipelineSourceRef:
 
 
 async def pipelines_with_source(
-    services: Services, org_id: str | None, source_type: str
+    db: Database, org_id: str | None, source_type: str
 ) -> list[PipelineSourceRef]:
     """Running or paused pipelines whose `source.type` is `source_type` (all orgs when None).
 
@@ -226,7 +224,7 @@ async def pipelines_with_source(
     if org_id is not None:
         sql += " AND org_id = %s"
         params.append(org_id)
-    async with services.db.pool.connection() as conn:
+    async with db.pool.connection() as conn:
         cursor = await conn.execute(sql + " ORDER BY created_at", params)
         rows = await cursor.fetchall()
     return [PipelineSourceRef(id=r[0], org_id=r[1], source=r[2]) for r in rows]

@@ -307,10 +307,10 @@ async def ingest(
     try:
         if array_text is not None:
             return await ingest_json_array(
-                services, org_id, pipeline_id, array_text, len(items), idempotency=idempotency
+                services.db, org_id, pipeline_id, array_text, len(items), idempotency=idempotency
             )
         return await ingest_items(
-            services,
+            services.db,
             org_id,
             pipeline_id,
             items,
@@ -353,7 +353,7 @@ async def _metrics(services: Services, row: Pipeline) -> dict[str, Any]:
         live = await control.query_metrics(client, row.id)
     metrics = live if live is not None else control.stored_metrics(row)
     max_pending = int((row.options or {}).get("maxPending", DEFAULT_MAX_PENDING))
-    last_offset = await latest_offset(services, row.id)
+    last_offset = await latest_offset(services.db, row.id)
     pending = max(0, last_offset - row.committed_offset)
     metrics["pending"] = pending
     metrics["maxPending"] = max_pending

@@ -184,7 +184,7 @@ class ApiEventRouter:
         cached = self._pipelines.get(org_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        refs = await pipelines_with_source(self._services, org_id, "api_event")
+        refs = await pipelines_with_source(self._services.db, org_id, "api_event")
         if self._uncached_until.get(org_id, 0.0) <= now:
             self._uncached_until.pop(org_id, None)
             self._pipelines[org_id] = (now + PIPELINES_TTL_S, refs)
@@ -211,7 +211,7 @@ class ApiEventRouter:
                     continue
                 try:
                     await ingest_items(
-                        self._services,
+                        self._services.db,
                         org_id,
                         ref.id,
                         [item_for(r) for _, r in batch],

@@ -85,7 +85,7 @@ async def _ingest(
     result: PassResult,
 ) -> bool:
     try:
-        await ingest_items(services, org_id, pipeline_id, items, dedup_keys=keys)
+        await ingest_items(services.db, org_id, pipeline_id, items, dedup_keys=keys)
         return True
     except PipelineNotFound:
         return True  # deleted meanwhile: nothing to deliver to
@@ -109,7 +109,7 @@ async def route_events(services: Services, cursor: int, result: PassResult) -> N
     new_cursor = rows[-1][0] if len(rows) == EVENT_PAGE else high
     result.more = result.more or len(rows) == EVENT_PAGE
     if rows:
-        refs = await pipelines_with_source(services, None, "agent_execution")
+        refs = await pipelines_with_source(services.db, None, "agent_execution")
         starts = await _start_ids(services, [r.id for r in refs])
         by_org: dict[str, list[Any]] = {}
         for ref in refs:
@@ -131,7 +131,7 @@ async def route_events(services: Services, cursor: int, result: PassResult) -> N
 
 
 async def drain_changes(services: Services, result: PassResult, *, external: bool) -> None:
-    refs = await pipelines_with_source(services, None, "database_change")
+    refs = await pipelines_with_source(services.db, None, "database_change")
     platform = [r for r in refs if not r.source.get("connection")]
     if platform:
         async with services.db.pool.connection() as conn:
