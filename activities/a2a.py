@@ -60,13 +60,7 @@ class A2AActivities:
             raise ApplicationError(
                 "the task row is gone", type="task_not_found", non_retryable=True
             )
-        async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "SELECT id, name, approval_required FROM agents WHERE id = %s AND org_id = %s",
-                (ref.agent_id, ref.org_id),
-            )
-            agent = await cur.fetchone()
+        agent = await run_store.get_agent(self._pool, ref.org_id, ref.agent_id)
         if agent is None:
             return contract.TaskPlan(rejected=True, reason="the agent no longer exists")
         run_id = row["run_id"]

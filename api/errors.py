@@ -3,7 +3,7 @@ is down (PostgreSQL, Temporal) is a JSON 503 with Retry-After, decided here for 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -29,13 +29,17 @@ from deeployd.errors import (
 from deeployd.idempotency import IdempotencyKeyReused
 
 
-def format_location(loc: Sequence[Any]) -> str:
-    """('body', 'transforms', 1, 'config') -> 'transforms[1].config'."""
-    return format_loc(list(loc))
-
-
 def describe_errors(errors: Sequence[Any]) -> list[str]:
-    return [f"{format_location(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors]
+    """Each error as `"transforms[1].config: <msg>"` (the `errors` list of every 422)."""
+    return [f"{format_loc(list(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in errors]
+
+
+def _unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
+    """The one 422 shape: FastAPI's `detail` list plus readable `errors`."""
+    return JSONResponse(
+        status_code=422,
+        content={"detail": jsonable_encoder(errors), "errors": describe_errors(errors)},
+    )
 
 
 async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -45,10 +49,7 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
         error.pop("input", None)  # may echo secrets back
         error.pop("ctx", None)
         error.pop("url", None)
-    return JSONResponse(
-        status_code=422,
-        content={"detail": jsonable_encoder(errors), "errors": describe_errors(errors)},
-    )
+    return _unprocessable(errors)
 
 
 _TEMPORAL_DOWN = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
@@ -111,29 +112,25 @@ async def _http_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code != 503:
         return await http_exception_handler(request, exc)
+    return _unavailable(request, str(exc.detail), exc.headers)
+
+
+def _unavailable(request: Request, message: str, headers: Mapping[str, str] | None) -> JSONResponse:
     retry_after = _retry_after(request)
     return JSONResponse(
         status_code=503,
         content={
-            "detail": exc.detail,
-            **unavailable_body(
-                str(exc.detail), retry_after, getattr(request.state, "request_id", None)
-            ),
+            "detail": message,
+            **unavailable_body(message, retry_after, getattr(request.state, "request_id", None)),
         },
-        headers={**(exc.headers or {}), "Retry-After": str(retry_after)},
+        headers={**(headers or {}), "Retry-After": str(retry_after)},
     )
 
 
 async def _key_reused_handler(request: Request, exc: Exception) -> JSONResponse:
     message = "this Idempotency-Key was first used with a different request body"
-    return JSONResponse(
-        status_code=422,
-        content={
-            "detail": [
-                {"loc": ["header", "Idempotency-Key"], "msg": message, "type": "value_error"}
-            ],
-            "errors": [f"header.Idempotency-Key: {message}"],
-        },
+    return _unprocessable(
+        [{"loc": ["header", "Idempotency-Key"], "msg": message, "type": "value_error"}]
     )
 
 
@@ -144,23 +141,11 @@ async def _domain_handler(request: Request, exc: Exception) -> Response:
     """A service's refusal, in the same shapes as FastAPI's own errors."""
     assert isinstance(exc, DomainError)
     if isinstance(exc, Invalid):
-        errors = [{"loc": list(e.loc), "msg": e.msg, "type": "value_error"} for e in exc.errors]
-        return JSONResponse(
-            status_code=422,
-            content={"detail": errors, "errors": describe_errors(errors)},
+        return _unprocessable(
+            [{"loc": list(e.loc), "msg": e.msg, "type": "value_error"} for e in exc.errors]
         )
     if isinstance(exc, Unavailable):
-        retry_after = _retry_after(request)
-        return JSONResponse(
-            status_code=503,
-            content={
-                "detail": exc.message,
-                **unavailable_body(
-                    exc.message, retry_after, getattr(request.state, "request_id", None)
-                ),
-            },
-            headers={"Retry-After": str(retry_after)},
-        )
+        return _unavailable(request, exc.message, None)
     status = next((code for kind, code in _DOMAIN_STATUS.items() if isinstance(exc, kind)), 400)
     return JSONResponse(status_code=status, content={"detail": exc.message})
 

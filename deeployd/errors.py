@@ -57,19 +57,20 @@ class Invalid(DomainError):
     `Invalid.of(errors)` for several."""
 
     def __init__(self, loc: Sequence[str | int], msg: str) -> None:
-        self.errors: list[FieldError] = [FieldError(tuple(loc), msg)]
-        super().__init__(_render(self.errors))
+        self._set([FieldError(tuple(loc), msg)])
 
     @classmethod
     def of(cls, errors: Iterable[FieldError]) -> Invalid:
-        errors = list(errors)
-        if not errors:
+        found = list(errors)
+        if not found:
             raise ValueError("Invalid needs at least one field error")
-        exc = cls(errors[0].loc, errors[0].msg)
-        exc.errors = errors
-        exc.args = (_render(errors),)
-        exc.message = _render(errors)
+        exc = Invalid.__new__(Invalid)
+        exc._set(found)
         return exc
+
+    def _set(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        DomainError.__init__(self, _render(errors))
 
 
 def format_loc(loc: Sequence[str | int]) -> str:

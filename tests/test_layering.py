@@ -192,14 +192,19 @@ def test_no_module_imports_another_modules_private_names() -> None:
     assert bad == [], "\n".join(bad)
 
 
+def _module_of(target: str) -> str:
+    """The first-party module an import runs: `deeployd.x.name` -> `deeployd.x` ("" if none)."""
+    while target and target not in MODULES:
+        target = target.rpartition(".")[0]
+    return target
+
+
 def _graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = defaultdict(set)
     for i in IMPORTS:
         if i.type_only or _top(i.target) not in FIRST_PARTY:
             continue
-        target = i.target
-        while target and target not in MODULES:  # `from deeployd.x import name` -> deeployd.x
-            target = target.rpartition(".")[0]
+        target = _module_of(i.target)
         if target and target != i.importer:
             graph[i.importer].add(target)
     return graph
@@ -229,9 +234,7 @@ def test_no_function_level_import_hides_a_cycle() -> None:
     for i in IMPORTS:
         if not i.in_function or i.type_only or _top(i.target) not in FIRST_PARTY:
             continue
-        target = i.target
-        while target and target not in MODULES:
-            target = target.rpartition(".")[0]
+        target = _module_of(i.target)
         if target and _reaches(graph, target, i.importer):
             bad.append(_where(i))
     assert bad == [], "these imports would be a cycle at module level:\n" + "\n".join(bad)

@@ -31,6 +31,7 @@ from deeployd.a2a.contract import (
     TaskRef,
     TaskSnapshot,
 )
+from deeployd.agents import store as agent_store
 from deeployd.agents.cancellation import notify_cancel
 from deeployd.eventlog import EventFilter, StoredEvent, replay
 from deeployd.idempotency import IdempotencyKey, forget
@@ -67,15 +68,6 @@ class Unavailable(A2AServiceError, errors.Unavailable):
 workflow_id = contract.workflow_id
 
 
-async def agent_name(services: Services, org_id: str, agent_id: str) -> str | None:
-    async with services.db.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT name FROM agents WHERE id = %s AND org_id = %s", (agent_id, org_id)
-        )
-        row = await cur.fetchone()
-    return str(row[0]) if row else None
-
-
 def normalise_message(
     message: dict[str, Any], *, task_id: str, context_id: str, role: str = "ROLE_USER"
 ) -> dict[str, Any]:
@@ -108,9 +100,10 @@ async def create_task(
     `before_start(task_id)` runs between the two (e.g. to store a push-notification config
     that must see the task's first events).
     """
-    name = await agent_name(services, org_id, agent_id)
-    if name is None:
+    agent = await agent_store.get_agent(services.db.pool, org_id, agent_id)
+    if agent is None:
         raise AgentNotFound("agent not found")
+    name = agent["name"]
     task_id = str(uuid.uuid4())
     context_id = context_id or str(uuid.uuid4())
     message = normalise_message(message, task_id=task_id, context_id=context_id)

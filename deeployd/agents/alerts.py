@@ -259,15 +259,11 @@ async def ensure_sweep_schedule(client: Any, settings: Any) -> str:
 # --- rule lifecycle (what the API does with a rule) -------------------------------------------
 
 
-async def _owned_rule(session: AsyncSession, org_id: str, rule_id: str) -> AlertRule:
+async def get_rule(session: AsyncSession, org_id: str, rule_id: str) -> AlertRule:
     row = await store.find_owned(session, AlertRule, org_id, rule_id)
     if row is None:
         raise NotFound("alert rule not found")
     return row
-
-
-async def get_rule(session: AsyncSession, org_id: str, rule_id: str) -> AlertRule:
-    return await _owned_rule(session, org_id, rule_id)
 
 
 async def _evaluated(
@@ -275,7 +271,7 @@ async def _evaluated(
 ) -> AlertRule:
     """The rule after an evaluation (which may have moved its state)."""
     await evaluate_rule(services, org_id, rule_id)
-    row = await _owned_rule(session, org_id, rule_id)
+    row = await get_rule(session, org_id, rule_id)
     await session.refresh(row)
     return row
 
@@ -294,7 +290,7 @@ async def create_rule(
 async def update_rule(
     services: Services, session: AsyncSession, org_id: str, rule_id: str, changes: dict[str, Any]
 ) -> AlertRule:
-    row = await _owned_rule(session, org_id, rule_id)
+    row = await get_rule(session, org_id, rule_id)
     for key, value in changes.items():
         setattr(row, key, value)
     row.updated_at = utcnow()
@@ -303,7 +299,7 @@ async def update_rule(
 
 
 async def delete_rule(services: Services, session: AsyncSession, org_id: str, rule_id: str) -> None:
-    row = await _owned_rule(session, org_id, rule_id)
+    row = await get_rule(session, org_id, rule_id)
     if row.state == "firing":  # resolve its alert first, so nothing stays active forever
         row.enabled = False
         await store.save_row(session, row)

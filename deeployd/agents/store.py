@@ -243,10 +243,9 @@ async def get_run(pool: AsyncConnectionPool, org_id: str, run_id: str) -> dict[s
 
 
 async def get_agent(pool: AsyncConnectionPool, org_id: str, agent_id: str) -> dict[str, Any] | None:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("SELECT * FROM agents WHERE id = %s AND org_id = %s", (agent_id, org_id))
-        return await cur.fetchone()
+    return await fetch_one(
+        pool, "SELECT * FROM agents WHERE id = %s AND org_id = %s", (agent_id, org_id)
+    )
 
 
 async def update_run(
